@@ -1,0 +1,1 @@
+"""ecom: a Dagster asset platform for e-commerce click-stream events."""

@@ -1,0 +1,70 @@
+"""The `ecom` command: run the local platform and look at it.
+
+Exit codes: 0 success/healthy, 1 a part failed or is unhealthy, 2 bad settings or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from ecom_assets.settings import Settings, SettingsError, load_settings
+from ecom_assets.stack import supervisor
+from ecom_assets.stack.local import database_url
+
+
+def _up(settings: Settings, _args: argparse.Namespace) -> int:
+    try:
+        return supervisor.Supervisor(settings).up()
+    except supervisor.StackError as exc:
+        print(f"[up] {exc}", file=sys.stderr)
+        return 1
+
+
+def _down(settings: Settings, _args: argparse.Namespace) -> int:
+    return 0 if supervisor.down(settings) else 1
+
+
+def _status(settings: Settings, args: argparse.Namespace) -> int:
+    parts = supervisor.status(settings)
+    if args.json:
+        print(json.dumps([part.__dict__ for part in parts], indent=2))
+    else:
+        for part in parts:
+            print(f"{part.part:<11} {'healthy' if part.healthy else 'DOWN':<8} {part.detail}")
+    return 0 if all(part.healthy for part in parts) else 1
+
+
+def _db_url(settings: Settings, _args: argparse.Namespace) -> int:
+    print(database_url(settings))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="ecom", description=__doc__.splitlines()[0])
+    commands = root.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="start PostgreSQL, Spark Connect, Dagster and the generator")
+    commands.add_parser("down", help="stop everything `up` started")
+    status = commands.add_parser("status", help="health of each part")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    commands.add_parser("db-url", help="print the URL of the database in use (for psql)")
+    return root
+
+
+HANDLERS = {"up": _up, "down": _down, "status": _status, "db-url": _db_url}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return HANDLERS[args.command](settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Detect a file's schema version from its header, and report drift as a value, not an exception.
+
+Versions share columns, so the version is the one whose exact set of column names the header
+has, never a guess from which required columns happen to be present. Policy:
+
+- Each header name is normalised: BOM, surrounding whitespace and quotes dropped, lower-cased;
+  a blank name becomes ``_c<position>``, as Spark names it. Column order does not matter.
+- A header with exactly a version's columns is that version.
+- A header with all of a version's columns plus columns no version knows (say a producer
+  rolled out v4 first) is ingestible as the newest such version: the extra columns are drift,
+  reported and dropped.
+- Not ingestible (``version`` is None, the file is quarantined with ``reason``): an empty header,
+  duplicated columns (which value counts?), or a header lacking columns of the version it
+  resembles most. That includes an older version plus some columns of a newer one: a damaged
+  newer file, where dropping those columns would lose data silently and reading it as the newer
+  version would invent values. Since versions only add columns, such a header always resembles
+  the newer version most, so the extras of an ingestible header are unknown to every version.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ecom_assets.schema.versions import VERSIONS, SchemaVersion
+
+HEADER_MAX_CHARS = 64 * 1024
+"""A header longer than this is garbage; reading stops there instead of scanning a whole file."""
+
+
+@dataclass(frozen=True)
+class HeaderMatch:
+    """What a header says: the version to read the file as, and any drift from it."""
+
+    columns: tuple[str, ...]
+    """Normalised header names in file order: the names to read the file's columns under."""
+    version: SchemaVersion | None
+    """The version to read the file as; None when the file is not ingestible."""
+    closest: SchemaVersion | None
+    """The version the header resembles most (``version`` when ingestible); None if no overlap."""
+    missing: tuple[str, ...]
+    """Columns of ``closest`` absent from the header."""
+    extra: tuple[str, ...]
+    """Header columns not in ``closest``, in file order (dropped when ingestible)."""
+    duplicated: tuple[str, ...]
+    """Names that occur more than once in the header."""
+    reason: str
+    """One human-readable sentence for logs, metrics and quarantine reason files."""
+
+    @property
+    def ingestible(self) -> bool:
+        return self.version is not None
+
+    @property
+    def drifted(self) -> bool:
+        """True when the header is not exactly one version's columns."""
+        return bool(self.missing or self.extra or self.duplicated)
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready summary for metrics rows and quarantine reason files."""
+        return {
+            "version": self.version.name if self.version else None,
+            "closest": self.closest.name if self.closest else None,
+            "ingestible": self.ingestible,
+            "drifted": self.drifted,
+            "columns": list(self.columns),
+            "missing": list(self.missing),
+            "extra": list(self.extra),
+            "duplicated": list(self.duplicated),
+            "reason": self.reason,
+        }
+
+
+def _normalise_column(name: str, position: int) -> str:
+    """Canonical column name: producers differ in BOM, padding, quoting and case."""
+    return _clean(name) or f"_c{position}"
+
+
+def _clean(name: str) -> str:
+    return name.replace("\ufeff", "").strip().strip('"').strip().lower()
+
+
+def _split_header(line: str) -> list[str]:
+    """The header line's fields, honouring CSV quoting."""
+    return next(csv.reader([line.rstrip("\r\n")]), [])
+
+
+def read_header(path: str | Path) -> str:
+    """A file's first line, read cheaply (never the whole file), BOM and newline kept as is."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as file:
+        return file.readline(HEADER_MAX_CHARS)
+
+
+def detect_file(path: str | Path) -> HeaderMatch:
+    """Detect a file's version from its first line only."""
+    return detect_header(read_header(path))
+
+
+def detect_header(header: str | Sequence[str]) -> HeaderMatch:
+    """Match a header line (or its already split names) against the registry."""
+    raw = _split_header(header) if isinstance(header, str) else list(header)
+    columns = tuple(_normalise_column(name, i) for i, name in enumerate(raw))
+    if not any(_clean(name) for name in raw):
+        return HeaderMatch(columns, None, None, (), (), (), "empty header: no column names")
+
+    present = set(columns)
+    duplicated = tuple(name for name, count in Counter(columns).items() if count > 1)
+    closest = _closest(present)
+    missing = tuple(c for c in closest.column_names if c not in present) if closest else ()
+    extra = tuple(
+        dict.fromkeys(c for c in columns if closest is None or c not in closest.column_names)
+    )
+
+    def result(version: SchemaVersion | None, reason: str) -> HeaderMatch:
+        return HeaderMatch(columns, version, closest, missing, extra, duplicated, reason)
+
+    if closest is None:
+        return result(None, f"header matches no schema version: {_names(columns)}")
+    if duplicated:
+        return result(None, f"duplicated columns: {_names(duplicated)}")
+    if missing:
+        return result(None, f"not {closest.name}: missing columns {_names(missing)}")
+    if extra:
+        return result(closest, f"{closest.name} plus unknown columns (dropped): {_names(extra)}")
+    return result(closest, f"header is {closest.name}")
+
+
+def _closest(present: set[str]) -> SchemaVersion | None:
+    """The version sharing most columns with the header, then missing fewest; newest on ties."""
+    scored = [
+        (len(present & set(v.column_names)), -len(set(v.column_names) - present), i)
+        for i, v in enumerate(VERSIONS)
+    ]
+    best = max(scored)
+    return VERSIONS[best[2]] if best[0] > 0 else None
+
+
+def _names(names: Sequence[str], limit: int = 10) -> str:
+    """Names for a reason sentence; a garbage header must not flood logs."""
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown}, ... ({len(names) - limit} more)"

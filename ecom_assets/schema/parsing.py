@@ -1,0 +1,111 @@
+"""Tolerant parsing of what real producers write, as built-in Spark expressions (no UDFs).
+
+Files are read with every column as a string (``raw_schema``), because a typed CSV read turns
+"5.0" in an integer column into NULL without a trace. Each field then becomes two columns:
+
+- ``<field>``: the parsed value, NULL when blank or unparseable;
+- ``<field>_raw``: the string exactly as read, for dead letters and replays.
+
+So the validator tells "missing" (``is_blank``) from "unparseable" (``is_unparseable``).
+Rules, per ``Kind``: surrounding whitespace is trimmed and a blank value is NULL (or the field's
+``blank_value``); whole numbers accept "5", "+5" and "5.0" but not "5.5"; money is a decimal
+rounded to cents; timestamps are ISO 8601 with 'T' or space, optional fraction, and "Z",
+"+00:00" or "+0000" offsets, no offset meaning UTC (not the session's time zone); codes are
+lower-cased; an event id must be a UUID.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
+
+from ecom_assets.schema.versions import Field, Kind, SchemaVersion
+
+RAW_SUFFIX = "_raw"
+
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+WHOLE_PATTERN = r"^[+-]?[0-9]+(\.0*)?$"
+TIMESTAMP_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"(Z|[+-][0-9]{2}:?[0-9]{2})?$"
+)
+OFFSET_PATTERN = r"(Z|[+-][0-9]{2}:?[0-9]{2})$"
+
+
+def raw_schema(columns: Sequence[str]) -> StructType:
+    """All-string read schema for a file's normalised header columns (``HeaderMatch.columns``).
+
+    Spark applies it by position, so the columns get canonical names whatever the header's case
+    or padding: ``spark.read.csv(path, header=True, schema=raw_schema(match.columns))``.
+    """
+    return StructType([StructField(name, StringType(), nullable=True) for name in columns])
+
+
+def raw_name(field: str) -> str:
+    return field + RAW_SUFFIX
+
+
+def is_blank(field: str) -> Column:
+    """True where the field was absent, empty or whitespace only in the source."""
+    return _trimmed(F.col(raw_name(field))).isNull()
+
+
+def is_unparseable(field: str) -> Column:
+    """True where the source had a value that did not parse."""
+    return ~is_blank(field) & F.col(field).isNull()
+
+
+def parse_field(raw: Column, field: Field) -> Column:
+    """The parsed value of one raw string column, typed as ``field.spark_type``."""
+    parsed = _PARSERS[field.kind](_trimmed(raw)).try_cast(field.spark_type)
+    if field.blank_value is None:
+        return parsed
+    return F.when(_trimmed(raw).isNull(), F.lit(field.blank_value)).otherwise(parsed)
+
+
+def parse(raw: DataFrame, version: SchemaVersion, keep: Sequence[str] = ()) -> DataFrame:
+    """Parsed ``<field>`` then ``<field>_raw`` for each of the version's fields, then ``keep``.
+
+    Header columns outside the version (reported drift) are dropped here.
+    """
+    parsed = [parse_field(F.col(f.name), f).alias(f.name) for f in version.fields]
+    raws = [F.col(f.name).alias(raw_name(f.name)) for f in version.fields]
+    return raw.select(*parsed, *raws, *keep)
+
+
+def _trimmed(raw: Column) -> Column:
+    """Whitespace trimmed (tabs and CR too, unlike F.trim); blank becomes NULL."""
+    text = F.regexp_replace(raw, r"^\s+|\s+$", "")
+    return F.when(text != "", text)
+
+
+def _uuid(text: Column) -> Column:
+    lowered = F.lower(text)
+    return F.when(lowered.rlike(UUID_PATTERN), lowered)
+
+
+def _whole(text: Column) -> Column:
+    """Integer part of "5", "+5", "5.0"; NULL for "5.5" (the cast to the field's type follows)."""
+    return F.when(text.rlike(WHOLE_PATTERN), F.regexp_extract(text, r"^[+-]?[0-9]+", 0))
+
+
+def _timestamp(text: Column) -> Column:
+    upper = F.upper(text)
+    with_offset = F.when(upper.rlike(OFFSET_PATTERN), upper).otherwise(F.concat(upper, F.lit("Z")))
+    return F.when(upper.rlike(TIMESTAMP_PATTERN), with_offset)
+
+
+_PARSERS: dict[Kind, Callable[[Column], Column]] = {
+    Kind.UUID: _uuid,
+    Kind.TEXT: lambda text: text,
+    Kind.CODE: F.lower,
+    Kind.COUNTRY: F.upper,
+    Kind.ID: _whole,
+    Kind.COUNT: _whole,
+    Kind.MONEY: lambda text: text,
+    Kind.TIMESTAMP: _timestamp,
+}
+"""String-to-string normalisation per kind; ``parse_field`` then casts with try_cast."""

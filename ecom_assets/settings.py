@@ -1,0 +1,361 @@
+"""Every setting of the platform, typed and validated, read from ``ECOM_*`` env vars and ``.env``.
+
+Settings are grouped by concern; each group reads variables with its own prefix so the name a
+user sets is the name the error message and the README table show. ``load_settings`` turns
+pydantic's errors into one ``SettingsError`` that names the variable and its allowed range, so a
+bad value fails at start instead of deep inside a Spark job.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SchemaChoice = Literal["v1", "v2", "v3", "mixed"]
+
+
+def _config(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(
+        env_prefix=prefix,
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+
+class PathSettings(BaseSettings):
+    """Where the project keeps its data and its local services' state."""
+
+    model_config = _config("ECOM_")
+
+    home: Path = Field(Path("."), description="Project root; relative paths below resolve from it.")
+    data_dir: Path = Field(Path("data"), description="Root of input, processed, quarantine, logs.")
+    state_dir: Path = Field(
+        Path(".ecom"), description="Local services' state: PostgreSQL data, DAGSTER_HOME, pids."
+    )
+
+    def resolve(self, path: Path) -> Path:
+        base = self.home.expanduser().resolve()
+        path = path.expanduser()
+        return path if path.is_absolute() else base / path
+
+    @cached_property
+    def root(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @cached_property
+    def data(self) -> Path:
+        return self.resolve(self.data_dir)
+
+    @cached_property
+    def state(self) -> Path:
+        return self.resolve(self.state_dir)
+
+
+class DatabaseSettings(BaseSettings):
+    """PostgreSQL: an external server by URL, or the embedded one when the URL is unset."""
+
+    model_config = _config("ECOM_")
+
+    database_url: str | None = Field(
+        None,
+        description="postgresql://user:pass@host:port/db of an external server; unset = embedded.",
+    )
+    dagster_database_url: str | None = Field(
+        None,
+        description="Database for Dagster's run/event storage; unset = embedded `dagster` database "
+        "or ECOM_DATABASE_URL.",
+    )
+    pg_port: int = Field(55432, ge=1024, le=65535, description="TCP port of the embedded server.")
+    pg_bin_dir: Path | None = Field(
+        None,
+        description="Directory with initdb/pg_ctl; unset = found on PATH or in the usual places.",
+    )
+    db_connect_timeout_s: int = Field(10, ge=1, le=300, description="Connection timeout, seconds.")
+
+    @field_validator("database_url", "dagster_database_url")
+    @classmethod
+    def _postgres_scheme(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("postgresql://", "postgres://", "postgresql+")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+
+class SparkSettings(BaseSettings):
+    """Spark: a Spark Connect endpoint, the local Connect server, or a classic master."""
+
+    model_config = _config("ECOM_SPARK_")
+
+    remote: str | None = Field(
+        None, description="Spark Connect URL (sc://host:port) of a cluster; unset = local server."
+    )
+    mode: Literal["connect", "classic"] = Field(
+        "connect", description="connect = Spark Connect session; classic = in-process SparkSession."
+    )
+    master: str = Field("local[2]", description="Master URL when mode=classic.")
+    connect_port: int = Field(15002, ge=1024, le=65535, description="Port of the local server.")
+    driver_memory: str = Field("1g", pattern=r"^\d+[kmgKMG]$", description="Local driver memory.")
+    shuffle_partitions: int = Field(4, ge=1, le=10_000, description="spark.sql.shuffle.partitions.")
+    startup_timeout_s: int = Field(120, ge=5, le=900, description="Wait for the local server.")
+
+    @field_validator("remote")
+    @classmethod
+    def _connect_scheme(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith("sc://"):
+            raise ValueError("must be a Spark Connect URL such as sc://host:15002")
+        return value
+
+    @property
+    def managed(self) -> bool:
+        """True when the platform starts and owns the Spark Connect server."""
+        return self.mode == "connect" and self.remote is None
+
+    @property
+    def connect_url(self) -> str:
+        return self.remote or f"sc://127.0.0.1:{self.connect_port}"
+
+
+class DagsterSettings(BaseSettings):
+    """The Dagster webserver of `ecom up` and the run queue it coordinates."""
+
+    model_config = _config("ECOM_DAGSTER_")
+
+    host: str = Field("127.0.0.1", description="Webserver bind address.")
+    port: int = Field(3000, ge=1024, le=65535, description="Webserver port.")
+    max_concurrent_runs: int = Field(4, ge=1, le=100, description="Runs in progress at once.")
+    dequeue_interval_s: int = Field(1, ge=1, le=60, description="Queued run coordinator tick.")
+
+
+class IngestionSettings(BaseSettings):
+    """The input directory, its sensor and the size of ingest runs."""
+
+    model_config = _config("ECOM_INGEST_")
+
+    input_dir: Path = Field(Path("input"), description="Dropped CSV files (under ECOM_DATA_DIR).")
+    processed_dir: Path = Field(Path("processed"), description="Committed files, by partition.")
+    quarantine_dir: Path = Field(Path("quarantine"), description="Unparseable files + reasons.")
+    log_dir: Path = Field(Path("logs"), description="Log files of generator and pipeline.")
+    sensor_interval_s: int = Field(5, ge=1, le=3600, description="Minimum seconds between ticks.")
+    file_settle_s: float = Field(
+        1.0, ge=0, le=600, description="A file must be unchanged this long before it is claimed."
+    )
+    max_files_per_run: int = Field(5000, ge=1, le=1_000_000, description="Files one run claims.")
+    max_concurrent_runs: int = Field(1, ge=1, le=32, description="Ingest runs in progress at once.")
+
+
+class QualitySettings(BaseSettings):
+    """Data quality rules and the thresholds of the asset checks."""
+
+    model_config = _config("ECOM_QUALITY_")
+
+    min_validity: float = Field(0.95, ge=0, le=1, description="Validity below this: WARN.")
+    blocking_validity: float = Field(
+        0.80, ge=0, le=1, description="Validity below this: ERROR, blocks downstream assets."
+    )
+    max_error_share: float = Field(
+        0.10, ge=0, le=1, description="Largest share of rows one error code may hit."
+    )
+    late_watermark_s: int = Field(
+        600, ge=0, le=86_400 * 30, description="Events older than this on arrival are late."
+    )
+    future_tolerance_s: int = Field(
+        300, ge=0, le=86_400, description="Clock skew allowed for event_time in the future."
+    )
+    max_price: float = Field(10_000.0, gt=0, le=1e9, description="Prices above this are extreme.")
+    max_quantity: int = Field(100, ge=1, le=1_000_000, description="Quantities above are invalid.")
+
+    @field_validator("blocking_validity")
+    @classmethod
+    def _blocking_below_warning(cls, value: float, info: Any) -> float:
+        warn = info.data.get("min_validity")
+        if warn is not None and value > warn:
+            raise ValueError(f"must not exceed ECOM_QUALITY_MIN_VALIDITY ({warn})")
+        return value
+
+
+class GeneratorSettings(BaseSettings):
+    """Defaults of the event generator process (its command-line flags override them)."""
+
+    model_config = _config("ECOM_GENERATOR_")
+
+    enabled: bool = Field(True, description="Whether `ecom up` starts the generator.")
+    events_per_file: int = Field(100, ge=1, le=10_000_000, description="Events in each file.")
+    interval_s: float = Field(5.0, ge=0, le=3600, description="Seconds between files.")
+    anomaly_rate: float = Field(0.02, ge=0, le=1, description="Share of injected bad events.")
+    late_rate: float = Field(0.02, ge=0, le=1, description="Share of late events.")
+    schema_version: SchemaChoice = Field("v3", description="v1, v2, v3 or mixed.")
+    seed: int | None = Field(None, description="Random seed; same seed, same files.")
+
+
+class ReliabilitySettings(BaseSettings):
+    """Retries with exponential backoff and jitter, and the sink's circuit breaker."""
+
+    model_config = _config("ECOM_")
+
+    retry_attempts: int = Field(5, ge=1, le=100, description="Attempts for transient failures.")
+    retry_initial_delay_s: float = Field(0.5, gt=0, le=60, description="First backoff delay.")
+    retry_multiplier: float = Field(2.0, ge=1, le=10, description="Backoff growth per attempt.")
+    retry_max_delay_s: float = Field(30.0, gt=0, le=600, description="Backoff ceiling.")
+    breaker_failure_threshold: int = Field(
+        5, ge=1, le=1000, description="Consecutive failures that open the breaker."
+    )
+    breaker_reset_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="Seconds OPEN before HALF_OPEN."
+    )
+
+
+class MonitoringSettings(BaseSettings):
+    """Alert thresholds and sinks, and what counts as healthy."""
+
+    model_config = _config("ECOM_ALERT_")
+
+    latency_s: float = Field(10.0, gt=0, le=86_400, description="Batch latency alert threshold.")
+    consecutive_batches: int = Field(
+        3, ge=1, le=1000, description="Low-validity batches in a row that escalate WARN to ERROR."
+    )
+    webhook_url: str | None = Field(None, description="Optional HTTP(S) endpoint for alerts.")
+    stale_after_s: int = Field(
+        300, ge=1, le=86_400 * 7, description="No batch for this long: health is DEGRADED."
+    )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
+_GROUPS: dict[str, type[BaseSettings]] = {
+    "paths": PathSettings,
+    "database": DatabaseSettings,
+    "spark": SparkSettings,
+    "dagster": DagsterSettings,
+    "ingestion": IngestionSettings,
+    "quality": QualitySettings,
+    "generator": GeneratorSettings,
+    "reliability": ReliabilitySettings,
+    "monitoring": MonitoringSettings,
+}
+
+
+class Settings(BaseModel):
+    """All groups together; build it with ``load_settings``."""
+
+    model_config = {"frozen": True, "arbitrary_types_allowed": True}
+
+    paths: PathSettings
+    database: DatabaseSettings
+    spark: SparkSettings
+    dagster: DagsterSettings
+    ingestion: IngestionSettings
+    quality: QualitySettings
+    generator: GeneratorSettings
+    reliability: ReliabilitySettings
+    monitoring: MonitoringSettings
+
+    def data_path(self, path: Path) -> Path:
+        """A path of the ingestion group, resolved under the data directory."""
+        path = path.expanduser()
+        return path if path.is_absolute() else self.paths.data / path
+
+    @property
+    def input_dir(self) -> Path:
+        return self.data_path(self.ingestion.input_dir)
+
+    @property
+    def processed_dir(self) -> Path:
+        return self.data_path(self.ingestion.processed_dir)
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_path(self.ingestion.quarantine_dir)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_path(self.ingestion.log_dir)
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message names each variable and what it accepts."""
+
+
+def env_var_name(group: type[BaseSettings], field: str) -> str:
+    return f"{group.model_config.get('env_prefix', '')}{field}".upper()
+
+
+def _allowed(group: type[BaseSettings], field: str) -> str:
+    info = group.model_fields[field]
+    bounds = []
+    for item in info.metadata:
+        for attr, symbol in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            if getattr(item, attr, None) is not None:
+                bounds.append(f"{symbol} {getattr(item, attr)}")
+        if getattr(item, "pattern", None):
+            bounds.append(f"matching {item.pattern}")
+    return ", ".join(bounds)
+
+
+def _describe(group: type[BaseSettings], error: dict[str, Any]) -> str:
+    field = str(error["loc"][0]) if error["loc"] else ""
+    name = env_var_name(group, field) if field in group.model_fields else field
+    value = os.environ.get(name, error.get("input"))
+    allowed = _allowed(group, field) if field in group.model_fields else ""
+    suffix = f" (allowed: {allowed})" if allowed else ""
+    return f"{name}={value!r}: {error['msg']}{suffix}"
+
+
+def load_settings(**overrides: BaseSettings) -> Settings:
+    """Read every group from the environment; raise one SettingsError listing all bad values."""
+    groups: dict[str, BaseSettings] = {}
+    problems: list[str] = []
+    for key, group in _GROUPS.items():
+        if key in overrides:
+            groups[key] = overrides[key]
+            continue
+        try:
+            groups[key] = group(_env_file=os.environ.get("ECOM_ENV_FILE", ".env"))
+        except ValidationError as exc:
+            problems.extend(_describe(group, error) for error in exc.errors())
+    if problems:
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
+    return Settings(**groups)
+
+
+def settings_table() -> list[tuple[str, str, str, str]]:
+    """(variable, default, allowed, description) for every setting: the README's table."""
+    rows = []
+    for group in _GROUPS.values():
+        for field, info in group.model_fields.items():
+            default = "" if info.default is None else str(info.default)
+            rows.append(
+                (
+                    env_var_name(group, field),
+                    default,
+                    _allowed(group, field),
+                    info.description or "",
+                )
+            )
+    return rows
+
+
+def settings_markdown() -> str:
+    lines = ["| Variable | Default | Allowed | Meaning |", "| --- | --- | --- | --- |"]
+    for name, default, allowed, description in settings_table():
+        lines.append(f"| `{name}` | `{default}` | {allowed} | {description} |")
+    return "\n".join(lines)

@@ -1,0 +1,39 @@
+"""DAGSTER_HOME managed by the project: run storage in PostgreSQL and a bounded run queue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from ecom_assets.settings import Settings
+
+STORAGE_URL_ENV = "ECOM_DAGSTER_STORAGE_URL"
+INGEST_CONCURRENCY_TAG = "ecom/ingest"
+
+
+def instance_config(settings: Settings) -> dict:
+    """dagster.yaml as a dict. The storage URL is read from an env var, never written down."""
+    return {
+        "storage": {"postgres": {"postgres_url": {"env": STORAGE_URL_ENV}}},
+        "run_coordinator": {
+            "module": "dagster._core.run_coordinator",
+            "class": "QueuedRunCoordinator",
+            "config": {
+                "max_concurrent_runs": settings.dagster.max_concurrent_runs,
+                "dequeue_interval_seconds": settings.dagster.dequeue_interval_s,
+                "tag_concurrency_limits": [
+                    {"key": INGEST_CONCURRENCY_TAG, "limit": settings.ingestion.max_concurrent_runs}
+                ],
+            },
+        },
+        "run_monitoring": {"enabled": True},
+        "telemetry": {"enabled": False},
+    }
+
+
+def write_dagster_home(settings: Settings) -> Path:
+    home = settings.paths.state / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(yaml.safe_dump(instance_config(settings), sort_keys=False))
+    return home

@@ -1,0 +1,67 @@
+"""Session fixtures: one real PostgreSQL and one real Spark Connect server for the whole suite.
+
+Both are started with the same code `ecom up` uses (ecom_assets.stack), on free ports in
+throwaway directories, so the suite needs nothing running beforehand and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ecom_assets.stack.postgres_server import EmbeddedPostgres, find_bin_dir
+from ecom_assets.stack.processes import free_port, stop_group
+from ecom_assets.stack.spark_connect_server import LocalSparkConnect
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[EmbeddedPostgres]:
+    root = Path(tempfile.mkdtemp(prefix="ecom-test-pg-"))
+    root.chmod(0o755)  # the server may run as an unprivileged user under root
+    server = EmbeddedPostgres(root=root, port=free_port(), bin_dir=find_bin_dir())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def database_url(postgres_server: EmbeddedPostgres, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database per test, so tests never see each other's rows."""
+    name = "t_" + "".join(ch if ch.isalnum() else "_" for ch in request.node.name.lower())[:50]
+    with psycopg.connect(postgres_server.url("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return postgres_server.url(name)
+
+
+@pytest.fixture(scope="session")
+def spark_server() -> Iterator[LocalSparkConnect]:
+    root = Path(tempfile.mkdtemp(prefix="ecom-test-spark-"))
+    server = LocalSparkConnect(root=root, port=free_port())
+    process = server.start()
+    try:
+        server.wait_ready(process, timeout_s=180)
+        yield server
+    finally:
+        stop_group(process.pid)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def spark(spark_server: LocalSparkConnect):
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.builder.remote(spark_server.url).getOrCreate()
+    try:
+        yield session
+    finally:
+        # stop the client before the server, or its exit hook retries against a dead server
+        session.stop()

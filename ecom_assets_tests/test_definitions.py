@@ -1,0 +1,77 @@
+"""The code location loads, its graph is what we expect, and its assets run for real."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+from dagster_pyspark import LazyPySparkResource
+
+from ecom_assets.assets.analytics import build_analytics_assets
+from ecom_assets.assets.database_schema import database_schema
+from ecom_assets.definitions import defs
+from ecom_assets.resources.postgres import PostgresResource
+from ecom_assets.resources.spark import spark_config, spark_resource
+from ecom_assets.settings import SparkSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_asset_graph_snapshot() -> None:
+    graph = defs.resolve_asset_graph()
+    groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert groups == {
+        "database_schema": "platform",
+        "v_hourly_event_summary": "analytics",
+        "v_category_performance": "analytics",
+        "v_user_segment_analysis": "analytics",
+        "v_data_quality_dashboard": "analytics",
+        "v_user_sessions": "analytics",
+    }
+    assert set(defs.resources) == {"postgres", "pyspark"}
+
+
+def test_dagster_validates_the_workspace() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Validation successful for code location ecom" in result.stdout + result.stderr
+
+
+def test_materializing_the_schema_and_views_runs_against_postgres(database_url: str) -> None:
+    postgres = PostgresResource(url=database_url)
+    assets = [database_schema, *build_analytics_assets(deps=["database_schema"])]
+    result = dg.materialize(assets, resources={"postgres": postgres})
+    assert result.success
+    applied = result.asset_materializations_for_node("database_schema")[0].metadata["applied_now"]
+    assert applied.value == ["001_tables.sql", "002_views.sql"]
+    view = result.asset_materializations_for_node("v_hourly_event_summary")[0]
+    assert view.metadata["dagster/row_count"].value == 0
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (2,)
+    again = dg.materialize([database_schema], resources={"postgres": postgres})
+    metadata = again.asset_materializations_for_node("database_schema")[0].metadata
+    assert metadata["applied_now"].value == []
+
+
+def test_spark_resource_gives_a_working_connect_session(spark_server) -> None:
+    settings = SparkSettings(remote=spark_server.url)
+    assert spark_config(settings) == {"spark.remote": spark_server.url}
+
+    @dg.asset
+    def counted(pyspark: LazyPySparkResource) -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"n": pyspark.spark_session.range(7).count()})
+
+    result = dg.materialize([counted], resources={"pyspark": spark_resource(settings)})
+    assert result.asset_materializations_for_node("counted")[0].metadata["n"].value == 7
+
+
+def test_classic_mode_configures_a_local_master() -> None:
+    config = spark_config(SparkSettings(mode="classic", master="local[1]"))
+    assert config["spark.master"] == "local[1]"
+    assert "spark.remote" not in config

@@ -1,0 +1,209 @@
+"""Header detection and drift reports (pure Python, no Spark)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ecom_assets.schema.detection import HeaderMatch, detect_file, detect_header, read_header
+from ecom_assets.schema.versions import V1, V2, V3, VERSIONS, SchemaVersion
+
+
+def line(*columns: str) -> str:
+    return ",".join(columns)
+
+
+@pytest.mark.parametrize(
+    ("header", "version"),
+    [
+        (line(*V1.column_names), V1),
+        (line(*V2.column_names), V2),
+        (line(*V3.column_names), V3),
+        (line(*V1.column_names) + "\r\n", V1),
+        ("\ufeff" + line(*V2.column_names) + "\n", V2),
+        (line(*(f"  {c}\t" for c in V3.column_names)), V3),
+        (line(*(c.upper() for c in V2.column_names)), V2),
+        (line(*(f'"{c}"' for c in V1.column_names)), V1),
+        (line(*reversed(V2.column_names)), V2),
+        (line(*sorted(V3.column_names)), V3),
+        (list(V2.column_names), V2),
+    ],
+    ids=[
+        "v1", "v2", "v3", "crlf", "bom", "whitespace", "upper-case", "quoted", "reversed",
+        "sorted", "list",
+    ],
+)  # fmt: skip
+def test_detects_each_version_tolerantly(header: str | list[str], version: SchemaVersion) -> None:
+    match = detect_header(header)
+    assert match.version is version
+    assert match.closest is version
+    assert match.ingestible
+    assert not match.drifted
+    assert (match.missing, match.extra, match.duplicated) == ((), (), ())
+    assert match.reason == f"header is {version.name}"
+    assert set(match.columns) == set(version.column_names)
+
+
+def test_columns_keep_file_order_for_a_positional_read() -> None:
+    header = "\ufeff Event_Type ," + line(*(c for c in V1.column_names if c != "event_type"))
+    match = detect_header(header)
+    assert match.columns[0] == "event_type"
+    assert match.columns[1:] == tuple(c for c in V1.column_names if c != "event_type")
+
+
+@pytest.mark.parametrize(
+    ("header", "closest", "missing"),
+    [
+        (line(*V1.column_names[:-1]), V1, ("event_time",)),
+        (line(*(c for c in V1.column_names if c != "event_id")), V1, ("event_id",)),
+        (line(*V3.column_names[:-1]), V3, ("campaign_id",)),
+        # an older version plus part of a newer one is a damaged newer file, not v1
+        (line(*V1.column_names, "session_id"), V2, ("category", "quantity", "user_segment")),
+        (
+            line(*V2.column_names, "browser"),
+            V3,
+            ("device_type", "geo_country", "geo_city", "referrer", "campaign_id"),
+        ),
+    ],
+    ids=[
+        "v1-no-event-time",
+        "v1-no-event-id",
+        "v3-no-campaign",
+        "v1-plus-session",
+        "v2-plus-browser",
+    ],
+)
+def test_missing_columns_are_reported_and_not_ingestible(
+    header: str,
+    closest: SchemaVersion,
+    missing: tuple[str, ...],
+) -> None:
+    match = detect_header(header)
+    assert match.version is None
+    assert not match.ingestible
+    assert match.drifted
+    assert match.closest is closest
+    assert match.missing == missing
+    assert match.extra == ()
+    assert match.reason == f"not {closest.name}: missing columns {', '.join(missing)}"
+
+
+@pytest.mark.parametrize(
+    ("header", "version", "extra"),
+    [
+        (line(*V1.column_names, "coupon"), V1, ("coupon",)),
+        (line("tenant", *V2.column_names, "Coupon "), V2, ("tenant", "coupon")),
+        (line(*V3.column_names, "loyalty_tier"), V3, ("loyalty_tier",)),
+        (line(*V2.column_names) + ",", V2, ("_c10",)),  # trailing comma: a blank column name
+    ],
+    ids=["v1", "v2-both-ends", "v3", "trailing-comma"],
+)
+def test_unknown_extra_columns_are_drift_but_ingestible(
+    header: str,
+    version: SchemaVersion,
+    extra: tuple[str, ...],
+) -> None:
+    match = detect_header(header)
+    assert match.version is version
+    assert match.ingestible
+    assert match.drifted
+    assert match.extra == extra
+    assert match.missing == ()
+    assert match.reason == f"{version.name} plus unknown columns (dropped): {', '.join(extra)}"
+
+
+@pytest.mark.parametrize(
+    ("header", "duplicated"),
+    [
+        (line(*V1.column_names, "price"), ("price",)),
+        (line(*V2.column_names, "USER_ID", " quantity"), ("user_id", "quantity")),
+    ],
+)
+def test_duplicated_columns_are_not_ingestible(header: str, duplicated: tuple[str, ...]) -> None:
+    match = detect_header(header)
+    assert match.version is None
+    assert match.drifted
+    assert match.duplicated == duplicated
+    assert match.reason == f"duplicated columns: {', '.join(duplicated)}"
+
+
+@pytest.mark.parametrize("header", ["", "\n", "\ufeff\r\n", " , ,", []])
+def test_empty_header(header: str | list[str]) -> None:
+    match = detect_header(header)
+    assert match.version is None
+    assert match.closest is None
+    assert match.reason == "empty header: no column names"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "foo,bar,baz",
+        "0b3e5a8e-8f0e-4d53-9a43-3f0c7a1d2b11,5,view,1001,,2024-01-15T10:30:00Z",  # no header
+        "\x00\x01\x02PK\x03\x04",
+        "event_id;user_id;event_type;product_id;price;event_time",  # wrong delimiter
+    ],
+    ids=["unknown-names", "data-row", "binary", "semicolons"],
+)
+def test_garbage_matches_no_version(header: str) -> None:
+    match = detect_header(header)
+    assert match.version is None
+    assert match.closest is None
+    assert match.missing == ()
+    assert match.extra == match.columns
+    assert match.reason.startswith("header matches no schema version: ")
+
+
+def test_reason_lists_at_most_ten_names() -> None:
+    match = detect_header(line(*(f"c{i}" for i in range(1000))))
+    assert match.reason == (
+        "header matches no schema version: c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, ... (990 more)"
+    )
+    assert len(match.extra) == 1000
+
+
+def test_as_dict_is_a_json_ready_summary() -> None:
+    match = detect_header(line(*V1.column_names, "session_id"))
+    assert match.as_dict() == {
+        "version": None,
+        "closest": "v2",
+        "ingestible": False,
+        "drifted": True,
+        "columns": [*V1.column_names, "session_id"],
+        "missing": ["category", "quantity", "user_segment"],
+        "extra": [],
+        "duplicated": [],
+        "reason": "not v2: missing columns category, quantity, user_segment",
+    }
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8", newline="")
+    return path
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=lambda v: v.name)
+def test_detect_file_reads_the_first_line_only(tmp_path: Path, version: SchemaVersion) -> None:
+    body = line(*version.column_names) + "\r\n" + "x," * 1000 + "\n" + "not,a,header\n"
+    path = write(tmp_path / "events.csv", "\ufeff" + body)
+    assert read_header(path) == "\ufeff" + line(*version.column_names) + "\r\n"
+    assert detect_file(path).version is version
+
+
+def test_read_header_of_empty_and_headerless_files(tmp_path: Path) -> None:
+    assert read_header(write(tmp_path / "empty.csv", "")) == ""
+    assert detect_file(tmp_path / "empty.csv").reason == "empty header: no column names"
+    assert read_header(write(tmp_path / "one.csv", "event_id")) == "event_id"
+
+
+def test_read_header_stops_on_a_huge_first_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "blob.csv", "x" * 1_000_000)
+    assert len(read_header(path)) == 64 * 1024
+    assert isinstance(detect_file(path), HeaderMatch)
+
+
+def test_read_header_survives_invalid_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "binary.csv"
+    path.write_bytes(b"\xff\xfe" + line(*V1.column_names).encode() + b"\n")
+    assert not detect_file(path).ingestible

@@ -1,0 +1,100 @@
+"""Settings: defaults, clear errors naming the variable and its range, and the README table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ecom_assets.settings import SettingsError, load_settings, settings_table
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name, *_ in settings_table():
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ECOM_ENV_FILE", str(tmp_path / "absent.env"))
+
+
+def test_defaults_match_the_documented_platform() -> None:
+    settings = load_settings()
+    assert settings.database.embedded is True
+    assert settings.spark.managed is True
+    assert settings.spark.connect_url == "sc://127.0.0.1:15002"
+    assert settings.quality.min_validity == 0.95
+    assert settings.quality.max_error_share == 0.10
+    assert settings.generator.events_per_file == 100
+    assert settings.generator.interval_s == 5.0
+    assert settings.generator.anomaly_rate == 0.02
+    assert settings.reliability.breaker_failure_threshold == 5
+    assert settings.reliability.breaker_reset_timeout_s == 30.0
+    assert settings.monitoring.latency_s == 10.0
+    assert settings.dagster.host == "127.0.0.1"
+
+
+def test_paths_resolve_under_home_and_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("ECOM_HOME", str(tmp_path))
+    monkeypatch.setenv("ECOM_INGEST_QUARANTINE_DIR", "/var/tmp/q")
+    settings = load_settings()
+    assert settings.input_dir == tmp_path / "data" / "input"
+    assert settings.processed_dir == tmp_path / "data" / "processed"
+    assert settings.quarantine_dir == Path("/var/tmp/q")
+    assert settings.paths.state == tmp_path / ".ecom"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("ECOM_QUALITY_MIN_VALIDITY", "1.5", "ECOM_QUALITY_MIN_VALIDITY='1.5'"),
+        ("ECOM_QUALITY_MIN_VALIDITY", "1.5", "allowed: >= 0, <= 1"),
+        ("ECOM_INGEST_SENSOR_INTERVAL_S", "0", "allowed: >= 1, <= 3600"),
+        ("ECOM_PG_PORT", "80", "ECOM_PG_PORT='80'"),
+        ("ECOM_SPARK_DRIVER_MEMORY", "lots", "matching"),
+        ("ECOM_SPARK_REMOTE", "http://x:1", "must be a Spark Connect URL"),
+        ("ECOM_DATABASE_URL", "mysql://x", "must be a postgresql:// URL"),
+        ("ECOM_GENERATOR_SCHEMA_VERSION", "v9", "ECOM_GENERATOR_SCHEMA_VERSION='v9'"),
+        ("ECOM_ALERT_WEBHOOK_URL", "ftp://x", "http:// or https://"),
+        ("ECOM_RETRY_ATTEMPTS", "many", "ECOM_RETRY_ATTEMPTS='many'"),
+    ],
+)
+def test_bad_value_names_the_variable_and_what_it_accepts(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert expected in str(error.value)
+
+
+def test_every_bad_value_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ECOM_PG_PORT", "1")
+    monkeypatch.setenv("ECOM_GENERATOR_ANOMALY_RATE", "2")
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert "ECOM_PG_PORT" in str(error.value)
+    assert "ECOM_GENERATOR_ANOMALY_RATE" in str(error.value)
+
+
+def test_blocking_threshold_cannot_exceed_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ECOM_QUALITY_MIN_VALIDITY", "0.9")
+    monkeypatch.setenv("ECOM_QUALITY_BLOCKING_VALIDITY", "0.95")
+    with pytest.raises(SettingsError, match="must not exceed ECOM_QUALITY_MIN_VALIDITY"):
+        load_settings()
+
+
+def test_env_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env_file = tmp_path / "custom.env"
+    env_file.write_text("ECOM_GENERATOR_EVENTS_PER_FILE=250\nECOM_SPARK_MODE=classic\n")
+    monkeypatch.setenv("ECOM_ENV_FILE", str(env_file))
+    settings = load_settings()
+    assert settings.generator.events_per_file == 250
+    assert settings.spark.mode == "classic"
+    assert settings.spark.managed is False
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = README.read_text()
+    missing = [name for name, *_ in settings_table() if f"`{name}`" not in readme]
+    assert missing == []
