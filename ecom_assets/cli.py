@@ -37,6 +37,28 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if all(part.healthy for part in parts) else 1
 
 
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    import psycopg
+
+    from ecom_assets import replay
+
+    try:
+        with psycopg.connect(database_url(settings), autocommit=True) as conn:
+            if args.dead_letters:
+                result = replay.replay_dead_letters(conn, settings, code=args.code)
+            elif args.file:
+                result = replay.replay_files(conn, settings, replay.find_file(settings, args.file))
+            else:
+                paths = replay.find_partition(settings, args.partition)
+                result = replay.replay_files(conn, settings, paths)
+    except replay.ReplayError as exc:
+        print(f"[replay] {exc}", file=sys.stderr)
+        return 1
+    detail = f" holding {result.dead_letters} dead letter(s)" if result.dead_letters else ""
+    print(f"[replay] {len(result.files)} file(s) back in {settings.input_dir}{detail}")
+    return 0
+
+
 def _db_url(settings: Settings, _args: argparse.Namespace) -> int:
     print(database_url(settings))
     return 0
@@ -50,10 +72,18 @@ def parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="health of each part")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     commands.add_parser("db-url", help="print the URL of the database in use (for psql)")
+    replay = commands.add_parser(
+        "replay", help="ingest a file, a partition or fixed dead letters again (idempotent)"
+    )
+    what = replay.add_mutually_exclusive_group(required=True)
+    what.add_argument("--file", help="a processed or quarantined file name")
+    what.add_argument("--partition", help="an hourly partition key, e.g. 2026-01-29-10:00")
+    what.add_argument("--dead-letters", action="store_true", help="open dead letters")
+    replay.add_argument("--code", help="with --dead-letters: only rows with this error code")
     return root
 
 
-HANDLERS = {"up": _up, "down": _down, "status": _status, "db-url": _db_url}
+HANDLERS = {"up": _up, "down": _down, "status": _status, "db-url": _db_url, "replay": _replay}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -154,6 +154,9 @@ class IngestionSettings(BaseSettings):
     )
     max_files_per_run: int = Field(5000, ge=1, le=1_000_000, description="Files one run claims.")
     max_concurrent_runs: int = Field(1, ge=1, le=32, description="Ingest runs in progress at once.")
+    retry_after_s: float = Field(
+        120.0, ge=5, le=86_400, description="Request a partition again if its files still wait."
+    )
 
 
 class QualitySettings(BaseSettings):

@@ -51,8 +51,23 @@ def spark_server() -> Iterator[LocalSparkConnect]:
         server.wait_ready(process, timeout_s=180)
         yield server
     finally:
+        _stop_client_sessions(server.url)
         stop_group(process.pid)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _stop_client_sessions(url: str) -> None:
+    """Stop every client session (the fixture's and the Dagster resources') before the server:
+    a Connect client whose server is gone hangs at interpreter exit, retrying for minutes."""
+    from pyspark.sql import SparkSession
+
+    for _ in range(10):
+        session = SparkSession.getActiveSession()
+        if session is None:
+            session = SparkSession.builder.remote(url).getOrCreate()
+            session.stop()
+            return
+        session.stop()
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,9 @@ def test_asset_graph_snapshot() -> None:
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
     assert groups == {
         "database_schema": "platform",
+        "ecommerce_events": "ingestion",
+        "dead_letter_events": "ingestion",
+        "data_quality_metrics": "ingestion",
         "v_hourly_event_summary": "analytics",
         "v_category_performance": "analytics",
         "v_user_segment_analysis": "analytics",
@@ -32,6 +35,19 @@ def test_asset_graph_snapshot() -> None:
         "v_user_sessions": "analytics",
     }
     assert set(defs.resources) == {"postgres", "pyspark"}
+    checks = {key.name for key in graph.asset_check_keys}
+    assert checks == {"validity_rate", "error_concentration", "rows_conserved", "unique_event_ids"}
+    assert [sensor.name for sensor in defs.sensors] == ["input_files_sensor"]
+    job = defs.resolve_job_def("ingest_job")
+    assert job.partitions_def is not None
+    assert job.tags["ecom/ingest"] == "true"
+    views = {"v_hourly_event_summary", "v_category_performance", "v_user_segment_analysis",
+             "v_user_sessions"}  # fmt: skip
+    for view in views:
+        upstream = graph.get(dg.AssetKey(view)).parent_keys
+        assert upstream == {dg.AssetKey("ecommerce_events")}
+    quality_upstream = graph.get(dg.AssetKey("v_data_quality_dashboard")).parent_keys
+    assert quality_upstream == {dg.AssetKey("data_quality_metrics")}
 
 
 def test_dagster_validates_the_workspace() -> None:
@@ -45,7 +61,7 @@ def test_dagster_validates_the_workspace() -> None:
 
 def test_materializing_the_schema_and_views_runs_against_postgres(database_url: str) -> None:
     postgres = PostgresResource(url=database_url)
-    assets = [database_schema, *build_analytics_assets(deps=["database_schema"])]
+    assets = [database_schema, *build_analytics_assets()]
     result = dg.materialize(assets, resources={"postgres": postgres})
     assert result.success
     applied = result.asset_materializations_for_node("database_schema")[0].metadata["applied_now"]

@@ -14,13 +14,30 @@ from psycopg import sql
 
 from ecom_assets.resources.postgres import PostgresResource
 
-ANALYTICS_VIEWS: dict[str, str] = {
-    "v_hourly_event_summary": "Events, users and purchase revenue per hour.",
-    "v_category_performance": "Views, carts, purchases, revenue and conversion per category.",
-    "v_user_segment_analysis": "Users, purchases and revenue per user segment.",
-    "v_data_quality_dashboard": "Rows read, valid, invalid, late and latency per ingestion hour.",
-    "v_user_sessions": "Sessions of logged-in users split at 30 minutes of inactivity.",
+EVENTS_VIEW_DEPS = ("ecommerce_events",)
+ANALYTICS_VIEWS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "v_hourly_event_summary": (
+        "Events, users and purchase revenue per hour.",
+        EVENTS_VIEW_DEPS,
+    ),
+    "v_category_performance": (
+        "Views, carts, purchases, revenue and conversion per category.",
+        EVENTS_VIEW_DEPS,
+    ),
+    "v_user_segment_analysis": (
+        "Users, purchases and revenue per user segment.",
+        EVENTS_VIEW_DEPS,
+    ),
+    "v_data_quality_dashboard": (
+        "Rows read, valid, invalid, late and latency per ingestion hour.",
+        ("data_quality_metrics",),
+    ),
+    "v_user_sessions": (
+        "Sessions of logged-in users split at 30 minutes of inactivity.",
+        EVENTS_VIEW_DEPS,
+    ),
 }
+"""View name -> (what it answers, the ingest assets it reads)."""
 PREVIEW_ROWS = 10
 
 
@@ -39,12 +56,9 @@ def read_view_preview(postgres: PostgresResource, view: str) -> tuple[int, pd.Da
 
 def build_view_asset(view: str, description: str, deps: Sequence[str]) -> dg.AssetsDefinition:
     @dg.asset(
-        name=view,
-        group_name="analytics",
-        deps=list(deps),
-        description=description,
+        name=view, group_name="analytics", deps=list(deps), description=description,
         kinds={"postgres"},
-    )
+    )  # fmt: skip
     def _view(postgres: PostgresResource) -> dg.MaterializeResult:
         total, preview = read_view_preview(postgres, view)
         return dg.MaterializeResult(
@@ -57,5 +71,5 @@ def build_view_asset(view: str, description: str, deps: Sequence[str]) -> dg.Ass
     return _view
 
 
-def build_analytics_assets(deps: Sequence[str]) -> list[dg.AssetsDefinition]:
-    return [build_view_asset(view, text, deps) for view, text in ANALYTICS_VIEWS.items()]
+def build_analytics_assets() -> list[dg.AssetsDefinition]:
+    return [build_view_asset(view, text, deps) for view, (text, deps) in ANALYTICS_VIEWS.items()]

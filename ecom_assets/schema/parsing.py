@@ -50,7 +50,7 @@ def raw_name(field: str) -> str:
 
 def is_blank(field: str) -> Column:
     """True where the field was absent, empty or whitespace only in the source."""
-    return _trimmed(F.col(raw_name(field))).isNull()
+    return trimmed(F.col(raw_name(field))).isNull()
 
 
 def is_unparseable(field: str) -> Column:
@@ -60,10 +60,10 @@ def is_unparseable(field: str) -> Column:
 
 def parse_field(raw: Column, field: Field) -> Column:
     """The parsed value of one raw string column, typed as ``field.spark_type``."""
-    parsed = _PARSERS[field.kind](_trimmed(raw)).try_cast(field.spark_type)
+    parsed = _PARSERS[field.kind](trimmed(raw)).try_cast(field.spark_type)
     if field.blank_value is None:
         return parsed
-    return F.when(_trimmed(raw).isNull(), F.lit(field.blank_value)).otherwise(parsed)
+    return F.when(trimmed(raw).isNull(), F.lit(field.blank_value)).otherwise(parsed)
 
 
 def parse(raw: DataFrame, version: SchemaVersion, keep: Sequence[str] = ()) -> DataFrame:
@@ -76,7 +76,7 @@ def parse(raw: DataFrame, version: SchemaVersion, keep: Sequence[str] = ()) -> D
     return raw.select(*parsed, *raws, *keep)
 
 
-def _trimmed(raw: Column) -> Column:
+def trimmed(raw: Column) -> Column:
     """Whitespace trimmed (tabs and CR too, unlike F.trim); blank becomes NULL."""
     text = F.regexp_replace(raw, r"^\s+|\s+$", "")
     return F.when(text != "", text)

@@ -1,0 +1,117 @@
+"""Replay: send committed files, whole partitions or fixed dead letters through ingestion again.
+
+Replays only put files back into the input directory (and mark them pending in the ledger); the
+sensor and the ordinary ingest run do the rest, so a replay is visible in the UI like any run
+and has no code path of its own. Every replay is idempotent: valid rows dedupe on event_id, dead
+letters on (file, line), and a dead-letter replay file is named after the dead letters it holds,
+so repeating it produces the same file, which the ledger recognises.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+
+from ecom_assets.schema.versions import LATEST
+from ecom_assets.settings import Settings
+
+
+class ReplayError(RuntimeError):
+    """Nothing matched what was asked to replay."""
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    files: list[str]
+    dead_letters: int = 0
+
+
+def _reset_ledger(conn: psycopg.Connection, names: list[str]) -> None:
+    conn.execute(
+        "UPDATE ingest_files SET status = 'pending', run_id = NULL WHERE file_name = ANY(%s)",
+        (names,),
+    )
+
+
+def replay_files(conn: psycopg.Connection, settings: Settings, paths: list[Path]) -> ReplayResult:
+    """Move processed or quarantined files back into the input directory, marked pending."""
+    if not paths:
+        raise ReplayError("no processed or quarantined file matched")
+    settings.input_dir.mkdir(parents=True, exist_ok=True)
+    names = [path.name for path in paths]
+    with conn.transaction():
+        _reset_ledger(conn, names)
+    for path in paths:
+        os.replace(path, settings.input_dir / path.name)
+        path.with_name(f"{path.name}.reason.json").unlink(missing_ok=True)
+    return ReplayResult(files=names)
+
+
+def find_file(settings: Settings, name: str) -> list[Path]:
+    if Path(name).name != name:
+        raise ReplayError(f"{name!r}: give a file name, not a path")
+    candidates = [*settings.processed_dir.glob(f"*/{name}"), settings.quarantine_dir / name]
+    return [path for path in candidates if path.is_file()][:1]
+
+
+def find_partition(settings: Settings, partition: str) -> list[Path]:
+    return sorted((settings.processed_dir / partition).glob("*.csv"))
+
+
+def replay_dead_letters(
+    conn: psycopg.Connection, settings: Settings, code: str | None = None
+) -> ReplayResult:
+    """Write the open dead letters (optionally of one error code) into a new input file.
+
+    Run this after fixing what made them invalid: the raw record (edited in place, for
+    example with UPDATE dead_letter_events SET raw_record = ...) or a rule setting. They are
+    marked reprocessed; what is still invalid comes back as new dead letters of the replay file.
+    """
+    rows = conn.execute(
+        "SELECT dead_letter_id, raw_record FROM dead_letter_events "
+        "WHERE status = 'open' AND (%(code)s::text IS NULL OR %(code)s = ANY(error_codes)) "
+        "ORDER BY dead_letter_id",
+        {"code": code},
+    ).fetchall()
+    if not rows:
+        raise ReplayError("no open dead letters matched")
+    ids = [row[0] for row in rows]
+    digest = hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:8]
+    stamp = datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    name = f"events_{stamp}_replay-{digest}.csv"
+    # the same set written before (a crash before marking them): reuse that file's name
+    suffix = f"_replay-{digest}.csv"
+    earlier = conn.execute(
+        "SELECT file_name FROM ingest_files WHERE right(file_name, %s) = %s",
+        (len(suffix), suffix),
+    ).fetchone()
+    waiting = sorted(settings.input_dir.glob(f"events_*{suffix}"))
+    if earlier or waiting:
+        name = earlier[0] if earlier else waiting[0].name
+    settings.input_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(settings.input_dir / name, [row[1] for row in rows])
+    with conn.transaction():
+        conn.execute(
+            "UPDATE dead_letter_events SET status = 'reprocessed', reprocessed_at = now() "
+            "WHERE dead_letter_id = ANY(%s)",
+            (ids,),
+        )
+    return ReplayResult(files=[name], dead_letters=len(ids))
+
+
+def _write_atomic(path: Path, records: list[dict[str, object]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(LATEST.column_names)
+    for record in records:
+        writer.writerow(["" if record.get(c) is None else record[c] for c in LATEST.column_names])
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(buffer.getvalue(), encoding="utf-8")
+    os.replace(temporary, path)

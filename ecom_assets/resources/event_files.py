@@ -1,0 +1,91 @@
+"""The input, processed and quarantine directories: listing, fingerprints and moves.
+
+Only regular `*.csv` files directly inside the input directory are candidates: hidden and
+temporary files (a producer's half-written `.name.tmp`), symlinks, sub-directories and files
+still changing (modified less than the settle time ago) are left alone. Moves are renames within
+one file system, so a file is always in exactly one directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ecom_assets.partitions import partition_key
+
+_HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """A settled candidate file in the input directory."""
+
+    path: Path
+    size_bytes: int
+    modified_at: datetime
+    partition: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def list_input_files(input_dir: Path, settle_s: float, now: datetime) -> list[InputFile]:
+    """Settled candidate files, oldest name first; never follows links or leaves the directory."""
+    files = []
+    try:
+        entries = list(os.scandir(input_dir))
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        if entry.name.startswith(".") or not entry.name.endswith(".csv"):
+            continue
+        if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
+            continue
+        stat = entry.stat(follow_symlinks=False)
+        modified_at = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
+        if (now - modified_at).total_seconds() < settle_s:
+            continue
+        files.append(
+            InputFile(
+                path=Path(entry.path),
+                size_bytes=stat.st_size,
+                modified_at=modified_at,
+                partition=partition_key(entry.name, modified_at, now),
+            )
+        )
+    return sorted(files, key=lambda file: file.name)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def move_to_processed(file: Path, processed_dir: Path, partition: str) -> Path:
+    """After commit: input/<name> -> processed/<partition>/<name> (an existing copy is replaced)."""
+    target_dir = processed_dir / partition
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / file.name
+    os.replace(file, target)
+    return target
+
+
+def quarantine(file: Path, quarantine_dir: Path, reason: dict[str, object]) -> Path:
+    """Move a file that cannot be ingested aside, with a `<name>.reason.json` beside it."""
+    quarantine_dir.mkdir(parents=True, exist_ok=True)
+    target = quarantine_dir / file.name
+    reason_file = quarantine_dir / f"{file.name}.reason.json"
+    document = {"file": file.name, "quarantined_at": datetime.now(tz=UTC).isoformat(), **reason}
+    temporary = quarantine_dir / f".{reason_file.name}.tmp"
+    temporary.write_text(json.dumps(document, indent=2, default=str))
+    os.replace(temporary, reason_file)
+    os.replace(file, target)
+    return target

@@ -1,0 +1,15 @@
+"""Row-level transforms of the ingest job: pure DataFrame -> DataFrame functions, no I/O.
+
+Order, per batch of files (the union of each file's ``schema.migration.to_latest`` output, with
+``keep=["source_file", "source_line", "arrived_at"]``):
+
+1. ``validate.validate_events`` adds ``error_codes`` (every failed rule; empty means valid);
+2. ``enrich.enrich_events`` derives category, quantity default, total, time parts, late flag;
+3. ``route.valid_events``, ``route.dead_letters`` and ``route.file_metrics`` split the result
+   into the three tables.
+
+Cache (or checkpoint) the enriched DataFrame before routing: all three route outputs read it,
+and without a cache each one re-reads the files and recomputes the duplicate window.
+Validation runs before enrichment on purpose: rules see what the producer wrote (after
+normalisation), not derived defaults such as a filled-in category or quantity.
+"""

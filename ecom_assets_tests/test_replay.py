@@ -1,0 +1,144 @@
+"""Replays of files, partitions and fixed dead letters: idempotent, nothing lost."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ecom_assets.ingest import ingest_partition
+from ecom_assets.partitions import PARTITION_FORMAT
+from ecom_assets.replay import (
+    ReplayError,
+    find_file,
+    find_partition,
+    replay_dead_letters,
+    replay_files,
+)
+from ecom_assets.resources.migrations import apply_migrations, discover_migrations
+from ecom_assets.settings import (
+    IngestionSettings,
+    PathSettings,
+    QualitySettings,
+    Settings,
+    load_settings,
+)
+
+pytestmark = pytest.mark.integration
+IDS = [f"00000000-0000-4000-8000-00000000000{n}" for n in range(1, 5)]
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("ECOM_ENV_FILE", str(tmp_path / "absent.env"))
+    return load_settings(
+        paths=PathSettings(home=tmp_path), ingestion=IngestionSettings(file_settle_s=0)
+    )
+
+
+@pytest.fixture
+def url(database_url: str) -> str:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        apply_migrations(conn, discover_migrations())
+    return database_url
+
+
+def counts(url: str) -> tuple[int, int, int]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT (SELECT count(*) FROM ecommerce_events), "
+            "(SELECT count(*) FROM dead_letter_events), "
+            "(SELECT count(*) FROM dead_letter_events WHERE status = 'open')"
+        ).fetchone()
+
+
+def write_file(settings: Settings) -> str:
+    now = datetime.now(tz=UTC) - timedelta(minutes=1)
+    stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
+    time = now.isoformat()
+    settings.input_dir.mkdir(parents=True, exist_ok=True)
+    (settings.input_dir / f"events_{stamp}_0000abcd.csv").write_text(
+        "event_id,user_id,event_type,product_id,price,event_time\n"
+        f"{IDS[0]},1,purchase,1500,100.00,{time}\n"
+        f"{IDS[1]},2,purchase,1500,20000.00,{time}\n"  # extreme at the default 10,000
+        f"{IDS[2]},3,add_to_cart,1500,15000.00,{time}\n"  # extreme too
+        f"{IDS[3]},0,wishlist,1500,,{time}\n"  # needs a user: stays invalid
+    )
+    return now.strftime(PARTITION_FORMAT)
+
+
+def ingest(spark, url: str, settings: Settings, partition: str, run_id: str) -> None:
+    ingest_partition(spark, url, settings, partition, run_id, log=lambda _: None)
+
+
+def test_replaying_a_file_and_a_partition_changes_nothing(spark, url: str, settings: Settings):
+    partition = write_file(settings)
+    ingest(spark, url, settings, partition, "r1")
+    assert counts(url) == (1, 3, 3)
+    name = next(settings.processed_dir.glob("*/*.csv")).name
+    with psycopg.connect(url, autocommit=True) as conn:
+        replay_files(conn, settings, find_file(settings, name))
+        status = conn.execute("SELECT status FROM ingest_files").fetchone()
+    assert status == ("pending",)
+    ingest(spark, url, settings, partition, "r2")
+    assert counts(url) == (1, 3, 3)
+    with psycopg.connect(url, autocommit=True) as conn:
+        replay_files(conn, settings, find_partition(settings, partition))
+        metrics = conn.execute(
+            "SELECT run_id, rows_inserted, rows_duplicate, rows_invalid "
+            "FROM data_quality_metrics ORDER BY measured_at"
+        ).fetchall()
+    ingest(spark, url, settings, partition, "r3")
+    assert counts(url) == (1, 3, 3)
+    assert metrics == [("r1", 1, 0, 3), ("r2", 0, 1, 3)]
+    with psycopg.connect(url, autocommit=True) as conn, pytest.raises(ReplayError):
+        replay_files(conn, settings, find_partition(settings, "2020-01-01-00:00"))
+
+
+def test_fixed_dead_letters_are_reingested_once(spark, url: str, settings: Settings) -> None:
+    partition = write_file(settings)
+    ingest(spark, url, settings, partition, "r1")
+    # the fix: the price ceiling was too low for this shop
+    fixed = load_settings(
+        paths=settings.paths,
+        ingestion=settings.ingestion,
+        quality=QualitySettings(max_price=50_000),
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        result = replay_dead_letters(conn, fixed, code="EXTREME_PRICE")
+    assert result.dead_letters == 2
+    replay_partition = next(fixed.input_dir.glob("*.csv")).name
+    ingest(spark, url, fixed, partition_of(replay_partition), "r2")
+    events, dead, still_open = counts(url)
+    assert (events, dead, still_open) == (3, 3, 1)
+    with psycopg.connect(url, autocommit=True) as conn:
+        with pytest.raises(ReplayError):
+            replay_dead_letters(conn, fixed, code="EXTREME_PRICE")
+        # the remaining one is still invalid: replayed, it comes back as a new dead letter
+        replay_dead_letters(conn, fixed)
+    ingest(spark, url, fixed, partition_of(next(fixed.input_dir.glob("*.csv")).name), "r3")
+    assert counts(url) == (3, 4, 1)
+
+
+def partition_of(name: str) -> str:
+    stamp = datetime.strptime(name.split("_")[1][:15], "%Y%m%dT%H%M%S")
+    return stamp.strftime(PARTITION_FORMAT)
+
+
+def test_cli_replay_reports_and_fails_clearly(settings: Settings, url: str) -> None:
+    env = {
+        "ECOM_HOME": str(settings.paths.root),
+        "ECOM_DATABASE_URL": url,
+        "ECOM_ENV_FILE": "/nonexistent.env",
+        "PATH": "/usr/bin:/bin",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "ecom_assets.cli", "replay", "--file", "missing.csv"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "no processed or quarantined file matched" in result.stderr

@@ -1,0 +1,247 @@
+"""valid_events, dead_letters and file_metrics over one validated, enriched, cached batch of
+v1, v2 and v3 files: exact columns, values, error details, raw records and per-file counts."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DateType,
+    DecimalType,
+    IntegerType,
+    LongType,
+    StringType,
+    TimestampType,
+)
+
+from ecom_assets.schema.versions import V1, V3
+from ecom_assets.transforms.enrich import enrich_events
+from ecom_assets.transforms.route import (
+    DEAD_LETTER_COLUMNS,
+    EVENT_COLUMNS,
+    FILE_METRIC_COLUMNS,
+    dead_letters,
+    file_metrics,
+    valid_events,
+)
+from ecom_assets.transforms.validate import validate_events
+from ecom_assets_tests.test_transforms_support import RULES, event, latest_batch, uid, view
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[1]
+PROCESSED = datetime(2024, 6, 1, 11, 30, tzinfo=UTC)
+WATERMARK_S = 600  # arrived 11:00:00Z: events before 10:50:00Z are late
+
+R1 = [  # v1
+    event(1),  # valid, late
+    event(2, event_id=f" {uid(2).upper()} ", event_type="add_to_cart", price="-5.00"),
+    event(3, event_id="", user_id=""),
+]
+R2 = [  # v2, all valid and on time
+    view(21, event_time="2024-06-01T10:55:00Z"),
+    event(22, event_type="add_to_cart", quantity="", event_time="2024-06-01T10:56:00Z"),
+]
+R3 = [  # v3
+    view(31, event_time="2024-06-01T10:55:00Z", referrer=""),  # valid, on time
+    event(32, event_time="2024-06-01 10:00:00+00:00"),  # valid, late
+    view(33, price="19.99", user_segment="vip", referrer=""),  # invalid (and late)
+    event(34, event_id=uid(31)),  # duplicate of line 1 of the same file
+]
+
+
+@pytest.fixture(scope="module")
+def enriched(spark: SparkSession) -> Iterator[DataFrame]:
+    batch = latest_batch(spark, {"r1.csv": ("v1", R1), "r2.csv": ("v2", R2), "r3.csv": ("v3", R3)})
+    frame = enrich_events(validate_events(batch, RULES), WATERMARK_S, PROCESSED).cache()
+    yield frame
+    frame.unpersist()
+
+
+def by_line(frame: DataFrame) -> dict[tuple[str, int], dict[str, Any]]:
+    return {(r.source_file, r.source_line): r.asDict() for r in frame.collect()}
+
+
+def table_columns(table: str) -> list[str]:
+    """Column names of a CREATE TABLE in sql/001_tables.sql, in order."""
+    text = (ROOT / "sql" / "001_tables.sql").read_text(encoding="utf-8")
+    body = text.split(f"CREATE TABLE IF NOT EXISTS {table} (", 1)[1].split("CONSTRAINT", 1)[0]
+    return re.findall(r"^\s+([a-z_]+)\s+[A-Z]", body, flags=re.MULTILINE)
+
+
+def test_event_columns_are_the_table_columns() -> None:
+    assert list(EVENT_COLUMNS) == table_columns("ecommerce_events")
+
+
+def test_valid_events(enriched: DataFrame) -> None:
+    frame = valid_events(enriched)
+    assert frame.columns == list(EVENT_COLUMNS)
+    types = {f.name: f.dataType for f in frame.schema.fields}
+    assert [types[c] for c in ("user_id", "product_id", "price", "quantity")] == [
+        LongType(),
+        LongType(),
+        DecimalType(12, 2),
+        IntegerType(),
+    ]
+    assert [types[c] for c in ("total_amount", "event_time", "event_date", "event_hour")] == [
+        DecimalType(14, 2),
+        TimestampType(),
+        DateType(),
+        IntegerType(),
+    ]
+    assert [types[c] for c in ("is_late", "source_line", "processed_at")] == [
+        BooleanType(),
+        IntegerType(),
+        TimestampType(),
+    ]
+    rows = by_line(
+        frame.withColumns(
+            {c: F.unix_micros(c) for c in ("event_time", "processed_at")}  # zone-free compare
+        )
+    )
+    assert sorted(rows) == [
+        ("r1.csv", 1),
+        ("r2.csv", 1),
+        ("r2.csv", 2),
+        ("r3.csv", 1),
+        ("r3.csv", 2),
+    ]
+    assert rows[("r1.csv", 1)] == {
+        "event_id": uid(1),
+        "user_id": 42,
+        "event_type": "purchase",
+        "product_id": 1001,
+        "category": "electronics",
+        "price": Decimal("19.99"),
+        "quantity": 1,
+        "total_amount": Decimal("19.99"),
+        "event_time": int(datetime(2024, 6, 1, 10, tzinfo=UTC).timestamp()) * 1_000_000,
+        "event_date": date(2024, 6, 1),
+        "event_hour": 10,
+        "session_id": None,
+        "user_segment": None,
+        "device_type": None,
+        "browser": None,
+        "geo_country": None,
+        "geo_city": None,
+        "referrer": None,
+        "campaign_id": None,
+        "is_late": True,
+        "schema_version": "v1",
+        "source_file": "r1.csv",
+        "source_line": 1,
+        "processed_at": int(PROCESSED.timestamp()) * 1_000_000,
+    }
+    late = {
+        key: (row["is_late"], row["quantity"], row["total_amount"]) for key, row in rows.items()
+    }
+    assert late == {
+        ("r1.csv", 1): (True, 1, Decimal("19.99")),
+        ("r2.csv", 1): (False, None, None),
+        ("r2.csv", 2): (False, 1, Decimal("19.99")),
+        ("r3.csv", 1): (False, None, None),
+        ("r3.csv", 2): (True, 3, Decimal("59.97")),
+    }
+    assert rows[("r3.csv", 1)]["geo_country"] == "DE"
+
+
+def test_dead_letters(enriched: DataFrame) -> None:
+    frame = dead_letters(enriched)
+    assert frame.columns == list(DEAD_LETTER_COLUMNS)
+    codes_type = frame.schema["error_codes"].dataType
+    assert isinstance(codes_type, ArrayType) and codes_type.elementType == StringType()
+    rows = by_line(frame)
+    records = {key: json.loads(row.pop("raw_record")) for key, row in rows.items()}
+    assert rows == {
+        ("r1.csv", 2): {
+            "source_file": "r1.csv",
+            "source_line": 2,
+            "event_id": uid(2).upper(),
+            "error_codes": ["NEGATIVE_PRICE"],
+            "error_detail": "NEGATIVE_PRICE: price='-5.00'",
+            "schema_version": "v1",
+        },
+        ("r1.csv", 3): {
+            "source_file": "r1.csv",
+            "source_line": 3,
+            "event_id": None,
+            "error_codes": ["MISSING_EVENT_ID", "USER_REQUIRED"],
+            "error_detail": "MISSING_EVENT_ID: event_id=NULL; "
+            "USER_REQUIRED: event_type='purchase', user_id=NULL",
+            "schema_version": "v1",
+        },
+        ("r3.csv", 3): {
+            "source_file": "r3.csv",
+            "source_line": 3,
+            "event_id": uid(33),
+            "error_codes": ["UNEXPECTED_PRICE", "INVALID_USER_SEGMENT"],
+            "error_detail": "UNEXPECTED_PRICE: event_type='view', price='19.99'; "
+            "INVALID_USER_SEGMENT: user_segment='vip'",
+            "schema_version": "v3",
+        },
+        ("r3.csv", 4): {
+            "source_file": "r3.csv",
+            "source_line": 4,
+            "event_id": uid(31),
+            "error_codes": ["DUPLICATE_EVENT_ID"],
+            "error_detail": f"DUPLICATE_EVENT_ID: event_id='{uid(31)}'",
+            "schema_version": "v3",
+        },
+    }
+    # the producer's field names and raw text, only the version's fields, blanks as null
+    v1_line2 = {name: R1[1][name] for name in V1.column_names}
+    assert records[("r1.csv", 2)] == v1_line2
+    assert list(records[("r1.csv", 2)]) == list(V1.column_names)
+    assert records[("r1.csv", 3)] == {name: R1[2][name] or None for name in V1.column_names}
+    assert records[("r1.csv", 3)]["event_id"] is None
+    expected_v3 = {name: R3[2][name] or None for name in V3.column_names}
+    assert records[("r3.csv", 3)] == expected_v3
+    assert list(records[("r3.csv", 3)]) == list(V3.column_names)
+    assert records[("r3.csv", 3)]["quantity"] is None and records[("r3.csv", 3)]["price"] == "19.99"
+
+
+def test_file_metrics(enriched: DataFrame) -> None:
+    frame = file_metrics(enriched)
+    assert frame.columns == list(FILE_METRIC_COLUMNS)
+    rows = {r.source_file: r.asDict() for r in frame.collect()}
+    assert rows == {
+        "r1.csv": {
+            "source_file": "r1.csv",
+            "schema_version": "v1",
+            "rows_read": 3,
+            "rows_valid": 1,
+            "rows_invalid": 2,
+            "rows_late": 1,
+            "error_counts": '{"MISSING_EVENT_ID":1,"USER_REQUIRED":1,"NEGATIVE_PRICE":1}',
+        },
+        "r2.csv": {
+            "source_file": "r2.csv",
+            "schema_version": "v2",
+            "rows_read": 2,
+            "rows_valid": 2,
+            "rows_invalid": 0,
+            "rows_late": 0,
+            "error_counts": "{}",
+        },
+        "r3.csv": {
+            "source_file": "r3.csv",
+            "schema_version": "v3",
+            "rows_read": 4,
+            "rows_valid": 2,
+            "rows_invalid": 2,
+            "rows_late": 1,  # the late invalid row (line 3) is not counted
+            "error_counts": '{"DUPLICATE_EVENT_ID":1,"UNEXPECTED_PRICE":1,'
+            '"INVALID_USER_SEGMENT":1}',
+        },
+    }

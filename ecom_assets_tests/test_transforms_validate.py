@@ -1,0 +1,350 @@
+"""validate_events: each ErrorCode alone, several at once, normalisation before validation, the
+batch-wide duplicate rule, and agreement with the generator's ground truth.
+
+All cases run as one batch (one Spark action); the parametrized tests look their row up.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql.types import ArrayType, StringType
+
+from ecom_assets.schema.contract import ErrorCode
+from ecom_assets.settings import QualitySettings
+from ecom_assets.transforms.enrich import enrich_events
+from ecom_assets.transforms.validate import (
+    CODE_FIELDS,
+    ValidationRules,
+    rule_conditions,
+    validate_events,
+)
+from ecom_assets_tests.test_generator_support import (
+    LIMITS,
+    csv_files,
+    epoch_us,
+    read_csv,
+    read_truth,
+    run_generator,
+)
+from ecom_assets_tests.test_transforms_support import (
+    NOW,
+    RULES,
+    event,
+    latest_batch,
+    uid,
+    view,
+)
+
+pytestmark = pytest.mark.integration
+
+E = ErrorCode
+
+# (case id, schema version, record, expected codes); every case has its own event id
+_CASES: list[tuple[str, str, dict[str, str], list[ErrorCode]]] = []
+
+
+def case(name: str, record: dict[str, str], *codes: ErrorCode, version: str = "v3") -> None:
+    _CASES.append((name, version, record, list(codes)))
+
+
+def n() -> int:
+    return 1000 + len(_CASES)
+
+
+# -- one defect, exactly one code (the generator's anomaly shapes and edge values)
+case("missing_event_id", event(n(), event_id=""), E.MISSING_EVENT_ID)
+case("missing_event_id_spaces", event(n(), event_id=" \t "), E.MISSING_EVENT_ID)
+case("invalid_event_id", event(n(), event_id="evt-00000000abcd"), E.INVALID_EVENT_ID)
+case("invalid_event_id_hex", event(n(), event_id=uid(n())[:-1] + "x"), E.INVALID_EVENT_ID)
+for value in ("-5", "user_7", "7.5", "abc"):
+    case(f"invalid_user_id_{value}", view(n(), user_id=value), E.INVALID_USER_ID)
+case("user_required_zero", event(n(), user_id="0", user_segment=""), E.USER_REQUIRED)
+case("user_required_blank", view(n(), event_type="wishlist", user_id=""), E.USER_REQUIRED)
+case("missing_event_type", view(n(), event_type=""), E.MISSING_EVENT_TYPE)
+for value in ("click", "add-to-cart"):
+    case(f"invalid_event_type_{value}", view(n(), event_type=value), E.INVALID_EVENT_TYPE)
+case("missing_product_id", view(n(), product_id="", category=""), E.MISSING_PRODUCT_ID)
+for value in ("sku-1001", "0", "-1001", "1001.5"):
+    case(
+        f"invalid_product_id_{value}",
+        view(n(), product_id=value, category=""),
+        E.INVALID_PRODUCT_ID,
+    )
+for value in ("999", "13000"):
+    case(f"unknown_product_{value}", view(n(), product_id=value, category=""), E.UNKNOWN_PRODUCT)
+case("unknown_category", view(n(), category="furniture"), E.UNKNOWN_CATEGORY)
+case("category_mismatch", view(n(), category="books"), E.CATEGORY_PRODUCT_MISMATCH)
+case("missing_price", event(n(), price=""), E.MISSING_PRICE)
+case("missing_price_spaces", event(n(), event_type="add_to_cart", price="  "), E.MISSING_PRICE)
+for value in ("abc", "12,99", "$19.99"):
+    case(f"invalid_price_{value}", event(n(), price=value), E.INVALID_PRICE)
+case("negative_price_cart", event(n(), event_type="add_to_cart", price="-5.00"), E.NEGATIVE_PRICE)
+case("negative_price_purchase", event(n(), price="-0.01"), E.NEGATIVE_PRICE)
+case("extreme_price", event(n(), price="10000.01"), E.EXTREME_PRICE)
+for value in ("0.00", "0"):
+    case(f"zero_purchase_{value}", event(n(), price=value), E.NON_POSITIVE_PURCHASE_PRICE)
+case("unexpected_price", view(n(), price="19.99"), E.UNEXPECTED_PRICE)
+for value in ("0", "-1", "abc", "2.5", "101"):
+    case(f"invalid_quantity_{value}", event(n(), quantity=value), E.INVALID_QUANTITY)
+case("unexpected_quantity", view(n(), event_type="search", quantity="1"), E.UNEXPECTED_QUANTITY)
+case("missing_event_time", event(n(), event_time=""), E.MISSING_EVENT_TIME)
+for value in ("yesterday", "2024-02-30T10:00:00Z", "2024-06-01 10:00"):
+    case(f"invalid_event_time_{value}", event(n(), event_time=value), E.INVALID_EVENT_TIME)
+case("future_event_time", event(n(), event_time="2024-06-01T12:05:01Z"), E.FUTURE_EVENT_TIME)
+case(
+    "future_event_time_offset",
+    event(n(), event_time="2024-06-01T14:05:00.000001+02:00"),
+    E.FUTURE_EVENT_TIME,
+)
+case("invalid_user_segment", event(n(), user_segment="vip"), E.INVALID_USER_SEGMENT)
+
+SINGLE = {name for name, *_ in _CASES}
+
+# -- valid rows, including normalisation before validation and boundary values
+case("valid_purchase", event(n()))
+case("valid_view_anonymous_blank_user", view(n(), user_id="", user_segment=""))
+case("valid_search_user_zero", view(n(), event_type="search", user_id="0"))
+case("valid_cart_without_quantity", event(n(), event_type="add_to_cart", quantity=""))
+case("valid_cart_free", event(n(), event_type="add_to_cart", price="0.00"))
+case(
+    "valid_normalised",
+    event(
+        n(),
+        event_id=f" {uid(n()).upper()} ",
+        event_type=" PURCHASE ",
+        user_id="42.0",
+        product_id="1001.0",
+        price=" 19.99 ",
+        quantity="3.0",
+        category=" Electronics ",
+        user_segment=" Premium ",
+        event_time="2024-06-01T10:00:00+00:00",
+    ),
+)
+case("valid_time_space_z", event(n(), event_time="2024-06-01 10:00:00Z"))
+case("valid_time_naive_is_utc", event(n(), event_time="2024-06-01T12:04:59.999999"))
+case("valid_future_boundary", event(n(), event_time="2024-06-01T12:05:00Z"))
+case("valid_future_boundary_offset", event(n(), event_time="2024-06-01T13:05:00+0100"))
+case("valid_price_boundary", event(n(), price="10000.00", quantity="1"))
+case("valid_quantity_boundary", event(n(), quantity="100"))
+case("valid_plus_sign_ids", event(n(), user_id="+42", product_id="+1001"))
+case("valid_v1_purchase", event(n(), user_id="5.0", product_id="1001.0"), version="v1")
+case("valid_v1_view_anonymous", view(n(), user_id=""), version="v1")
+case("valid_v2_cart", event(n(), event_type="add_to_cart"), version="v2")
+
+# -- several codes on one row; none that merely follows from another
+case(
+    "invalid_type_hides_type_rules",
+    event(n(), event_type="click", user_id="", quantity="2"),
+    E.INVALID_EVENT_TYPE,
+)
+case("missing_type_hides_type_rules", event(n(), event_type="", user_id=""), E.MISSING_EVENT_TYPE)
+case(
+    "invalid_type_keeps_value_rules",
+    event(n(), event_type="click", price="-1", quantity="abc"),
+    E.INVALID_EVENT_TYPE,
+    E.NEGATIVE_PRICE,
+    E.INVALID_QUANTITY,
+)
+case("invalid_user_is_not_anonymous", event(n(), user_id="abc"), E.INVALID_USER_ID)
+case("negative_user_is_not_anonymous", event(n(), user_id="-1"), E.INVALID_USER_ID)
+case("bad_price_value_on_view", view(n(), price="-5"), E.NEGATIVE_PRICE, E.UNEXPECTED_PRICE)
+case("bad_quantity_on_view", view(n(), quantity="0"), E.UNEXPECTED_QUANTITY)
+case(
+    "unknown_product_and_category",
+    view(n(), product_id="999", category="furniture"),
+    E.UNKNOWN_PRODUCT,
+    E.UNKNOWN_CATEGORY,
+)
+case(
+    "invalid_product_no_mismatch",
+    view(n(), product_id="sku", category="books"),
+    E.INVALID_PRODUCT_ID,
+)
+case(
+    "unknown_product_no_mismatch", view(n(), product_id="999", category="books"), E.UNKNOWN_PRODUCT
+)
+case(
+    "independent_defects",
+    event(
+        n(),
+        event_id="",
+        event_type="add_to_cart",
+        price="-5.00",
+        event_time="2024-06-02T00:00:00Z",
+        user_segment="gold",
+    ),
+    E.MISSING_EVENT_ID,
+    E.NEGATIVE_PRICE,
+    E.FUTURE_EVENT_TIME,
+    E.INVALID_USER_SEGMENT,
+)
+case(
+    "many_defects",
+    event(
+        n(),
+        event_id="evt-1",
+        user_id="-1",
+        product_id="",
+        category="toys",
+        price="",
+        quantity="0",
+        event_time="",
+        user_segment="gold",
+    ),
+    E.INVALID_EVENT_ID,
+    E.INVALID_USER_ID,
+    E.MISSING_PRODUCT_ID,
+    E.MISSING_PRICE,
+    E.INVALID_QUANTITY,
+    E.MISSING_EVENT_TIME,
+    E.INVALID_USER_SEGMENT,
+)
+case("v1_anonymous_purchase", event(n(), user_id=""), E.USER_REQUIRED, version="v1")
+case(
+    "v1_purchase_without_price",
+    event(n(), price="", event_time="soon"),
+    E.MISSING_PRICE,
+    E.INVALID_EVENT_TIME,
+    version="v1",
+)
+
+CASES = {name: (version, codes) for name, version, _, codes in _CASES}
+CASE_FILES = {version: f"cases_{version}.csv" for version in ("v1", "v2", "v3")}
+
+# -- duplicates: first = smallest (source_file, source_line), across files of the batch
+D1, D2, D3, D5 = uid(1), uid(2), uid(3), uid(5)
+DUP_A = [
+    event(9001, event_id=D2),
+    event(9002, event_id=D1, user_segment="vip"),  # first D1 (in dup_a < dup_b), itself invalid
+    event(9003, event_id=f" {D1.upper()} "),  # same id once normalised
+    event(9004, event_id=D2),
+    event(9005, event_id="evt-1"),  # invalid ids are never duplicates
+    event(9006, event_id="evt-1"),
+    event(9007, event_id=""),  # nor are blank ones
+    event(9008, event_id=""),
+    event(9009, event_id=D5),
+    event(9010, event_id=D5),  # line 10 after line 9: ordered as numbers
+]
+DUP_B = [event(9101, event_id=D1), event(9102, event_id=D3)]
+DUP_EXPECTED = {
+    ("dup_a.csv", 1): [],
+    ("dup_a.csv", 2): [E.INVALID_USER_SEGMENT],
+    ("dup_a.csv", 3): [E.DUPLICATE_EVENT_ID],
+    ("dup_a.csv", 4): [E.DUPLICATE_EVENT_ID],
+    ("dup_a.csv", 5): [E.INVALID_EVENT_ID],
+    ("dup_a.csv", 6): [E.INVALID_EVENT_ID],
+    ("dup_a.csv", 7): [E.MISSING_EVENT_ID],
+    ("dup_a.csv", 8): [E.MISSING_EVENT_ID],
+    ("dup_a.csv", 9): [],
+    ("dup_a.csv", 10): [E.DUPLICATE_EVENT_ID],
+    ("dup_b.csv", 1): [],  # the same id in another file is a replay, not an error
+    ("dup_b.csv", 2): [],
+}
+
+
+@pytest.fixture(scope="module")
+def codes(spark: SparkSession) -> dict[Any, list[str]]:
+    """error_codes by case name and by (file, line) for the duplicate files: one Spark action."""
+    files: dict[str, tuple[str, list[dict[str, str]]]] = {
+        file: (version, []) for version, file in CASE_FILES.items()
+    }
+    where: dict[tuple[str, int], str] = {}
+    for name, version, record, _ in _CASES:
+        lines = files[CASE_FILES[version]][1]
+        lines.append(record)
+        where[(CASE_FILES[version], len(lines))] = name
+    files["dup_a.csv"] = ("v3", DUP_A)
+    files["dup_b.csv"] = ("v1", DUP_B)
+    validated = validate_events(latest_batch(spark, files), RULES)
+    rows = validated.select("source_file", "source_line", "error_codes").collect()
+    result: dict[Any, list[str]] = {}
+    for row in rows:
+        key = (row.source_file, row.source_line)
+        result[where.get(key, key)] = row.error_codes
+    return result
+
+
+def test_every_code_has_a_single_defect_case() -> None:
+    single = {code for name in SINGLE for code in CASES[name][1]}
+    assert single | {E.DUPLICATE_EVENT_ID} == set(ErrorCode)
+    assert all(len(CASES[name][1]) == 1 for name in SINGLE)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_case(codes: dict[Any, list[str]], name: str) -> None:
+    assert codes[name] == [str(code) for code in CASES[name][1]]
+
+
+def test_duplicates_first_occurrence_wins(codes: dict[Any, list[str]]) -> None:
+    actual = {key: value for key, value in codes.items() if isinstance(key, tuple)}
+    assert actual == {key: [str(c) for c in value] for key, value in DUP_EXPECTED.items()}
+
+
+def test_output_adds_error_codes_to_the_input(spark: SparkSession) -> None:
+    batch = latest_batch(spark, {"a.csv": ("v3", [event(1)])})
+    validated = validate_events(batch, RULES)
+    assert validated.columns == [*batch.columns, "error_codes"]
+    data_type = validated.schema["error_codes"].dataType
+    assert isinstance(data_type, ArrayType)
+    assert data_type.elementType == StringType()
+
+
+def test_every_code_has_a_rule_and_detail_fields(spark: SparkSession) -> None:
+    assert list(rule_conditions(RULES)) == list(ErrorCode)
+    assert list(CODE_FIELDS) == list(ErrorCode)
+
+
+def test_rules_from_settings() -> None:
+    quality = QualitySettings(future_tolerance_s=60, max_price=500.0, max_quantity=7)
+    rules = ValidationRules.from_settings(quality, NOW)
+    assert rules == ValidationRules(NOW, future_tolerance_s=60, max_price=500.0, max_quantity=7)
+    assert rules.future_limit_us == int(NOW.timestamp()) * 1_000_000 + 60_000_000
+    with pytest.raises(ValueError, match="timezone-aware"):
+        ValidationRules.from_settings(quality, datetime(2024, 6, 1))
+
+
+def test_generator_ground_truth(spark: SparkSession, tmp_path: Path) -> None:
+    """Generated files (all versions, half anomalies, late and replayed rows) validate and flag
+    lateness exactly as the generator's truth says; a replay of an earlier file is valid here
+    (the sink skips it as a duplicate)."""
+    _, input_dir, truth_dir = run_generator(
+        tmp_path, files=6, events_per_file=150, schema="mixed", seed=7, anomaly_rate=0.5
+    )
+    files: dict[str, tuple[str, list[dict[str, str]]]] = {}
+    arrived: dict[str, datetime] = {}
+    expected: dict[tuple[str, int], tuple[list[str], bool]] = {}
+    for path in csv_files(input_dir):
+        _, records = read_csv(path)
+        truth = read_truth(truth_dir, path)
+        files[path.name] = (truth["schema_version"], records)
+        file_us = epoch_us(truth["file_time"])
+        arrived[path.name] = datetime.fromtimestamp(file_us / 1_000_000, tz=UTC)
+        lines = {entry["line"]: entry for entry in truth["lines"]}
+        for line in range(1, len(records) + 1):
+            entry = lines.get(line, {"codes": [], "replayed": False, "late": False})
+            line_codes = entry["codes"]
+            expected[(path.name, line)] = (line_codes, entry["late"] and not line_codes)
+    assert {version for version, _ in files.values()} == {"v1", "v2", "v3"}
+    rules = ValidationRules(
+        now=max(arrived.values()),
+        future_tolerance_s=LIMITS.future_tolerance_s,
+        max_price=LIMITS.max_price,
+        max_quantity=LIMITS.max_quantity,
+    )
+    batch = latest_batch(spark, files, arrived)
+    enriched = enrich_events(validate_events(batch, rules), LIMITS.late_watermark_s, NOW)
+    rows = enriched.select("source_file", "source_line", "error_codes", "is_late").collect()
+    actual = {
+        (r.source_file, r.source_line): (r.error_codes, r.is_late and not r.error_codes)
+        for r in rows
+    }
+    assert actual == expected
+    seen = {code for line_codes, _ in expected.values() for code in line_codes}
+    assert seen == set(ErrorCode)
+    assert any(late for _, late in expected.values())
