@@ -12,7 +12,6 @@ Ends with one line: RESULT files=... p50_s=... p95_s=... max_s=... runs=... rows
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import psycopg
 
-from ecom_assets.stack.processes import free_port
+from ecom_assets.stack.local import isolated_environment
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -37,14 +36,7 @@ def main() -> int:
 
     home = Path(tempfile.mkdtemp(prefix="ecom-bench-live-"))
     home.chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ECOM_", "DAGSTER_"))}
-    env.update(
-        ECOM_HOME=str(home),
-        ECOM_ENV_FILE=str(home / "absent.env"),
-        ECOM_PG_PORT=str(free_port()),
-        ECOM_SPARK_CONNECT_PORT=str(free_port()),
-        ECOM_DAGSTER_PORT=str(free_port()),
-    )
+    env = isolated_environment(home)
     ecom = [sys.executable, "-m", "ecom_assets.cli"]
     stack = subprocess.Popen([*ecom, "up"], env=env, stdout=subprocess.PIPE, text=True)
     try:

@@ -59,6 +59,17 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    import psycopg
+
+    from ecom_assets.resources.migrations import apply_migrations, discover_migrations
+
+    with psycopg.connect(database_url(settings), autocommit=True) as conn:
+        applied = apply_migrations(conn, discover_migrations())
+    print(f"[migrate] applied {len(applied)} new migration(s): {', '.join(applied) or 'none'}")
+    return 0
+
+
 def _db_url(settings: Settings, _args: argparse.Namespace) -> int:
     print(database_url(settings))
     return 0
@@ -72,6 +83,7 @@ def parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="health of each part")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     commands.add_parser("db-url", help="print the URL of the database in use (for psql)")
+    commands.add_parser("migrate", help="apply pending sql/ migrations to the database in use")
     replay = commands.add_parser(
         "replay", help="ingest a file, a partition or fixed dead letters again (idempotent)"
     )
@@ -83,7 +95,14 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-HANDLERS = {"up": _up, "down": _down, "status": _status, "db-url": _db_url, "replay": _replay}
+HANDLERS = {
+    "up": _up,
+    "down": _down,
+    "status": _status,
+    "db-url": _db_url,
+    "migrate": _migrate,
+    "replay": _replay,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

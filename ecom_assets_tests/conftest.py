@@ -14,6 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from ecom_assets.resources.migrations import apply_migrations, discover_migrations
+from ecom_assets.settings import IngestionSettings, PathSettings, Settings, load_settings
 from ecom_assets.stack.postgres_server import EmbeddedPostgres, find_bin_dir
 from ecom_assets.stack.processes import free_port, stop_group
 from ecom_assets.stack.spark_connect_server import LocalSparkConnect
@@ -40,6 +42,23 @@ def database_url(postgres_server: EmbeddedPostgres, request: pytest.FixtureReque
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     return postgres_server.url(name)
+
+
+@pytest.fixture
+def migrated_database_url(database_url: str) -> str:
+    """A fresh database with the project's schema applied."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        apply_migrations(conn, discover_migrations())
+    return database_url
+
+
+@pytest.fixture
+def ingest_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings with every directory under tmp_path and no settle delay for fresh files."""
+    monkeypatch.setenv("ECOM_ENV_FILE", str(tmp_path / "absent.env"))
+    return load_settings(
+        paths=PathSettings(home=tmp_path), ingestion=IngestionSettings(file_settle_s=0)
+    )
 
 
 @pytest.fixture(scope="session")

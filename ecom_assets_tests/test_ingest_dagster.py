@@ -21,22 +21,16 @@ from ecom_assets.resources.postgres import PostgresResource
 from ecom_assets.resources.spark import spark_resource
 from ecom_assets.sensors import Requested, make_input_files_sensor, parse_cursor, plan_requests
 from ecom_assets.settings import (
-    IngestionSettings,
-    PathSettings,
     Settings,
     SparkSettings,
-    load_settings,
 )
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("ECOM_ENV_FILE", str(tmp_path / "absent.env"))
-    return load_settings(
-        paths=PathSettings(home=tmp_path), ingestion=IngestionSettings(file_settle_s=0)
-    )
+def settings(ingest_settings: Settings) -> Settings:
+    return ingest_settings
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -210,3 +212,17 @@ def test_quality_dashboard_aggregates_metrics(conn) -> None:
         "max_latency_s FROM v_data_quality_dashboard"
     ).fetchone()
     assert row == (2, 200, 188, 12, Decimal("0.94000"), Decimal("3.000"), Decimal("4.000"))
+
+
+def test_cli_migrate_applies_once(database_url: str, tmp_path: Path) -> None:
+    env = {"ECOM_DATABASE_URL": database_url, "ECOM_ENV_FILE": str(tmp_path / "absent.env")}
+
+    def migrate() -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "ecom_assets.cli", "migrate"],
+            env=env, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        return result.stdout.strip()
+
+    assert migrate() == "[migrate] applied 2 new migration(s): 001_tables.sql, 002_views.sql"
+    assert migrate() == "[migrate] applied 0 new migration(s): none"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -19,10 +18,7 @@ from ecom_assets.replay import (
     replay_dead_letters,
     replay_files,
 )
-from ecom_assets.resources.migrations import apply_migrations, discover_migrations
 from ecom_assets.settings import (
-    IngestionSettings,
-    PathSettings,
     QualitySettings,
     Settings,
     load_settings,
@@ -33,18 +29,13 @@ IDS = [f"00000000-0000-4000-8000-00000000000{n}" for n in range(1, 5)]
 
 
 @pytest.fixture
-def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("ECOM_ENV_FILE", str(tmp_path / "absent.env"))
-    return load_settings(
-        paths=PathSettings(home=tmp_path), ingestion=IngestionSettings(file_settle_s=0)
-    )
+def url(migrated_database_url: str) -> str:
+    return migrated_database_url
 
 
 @pytest.fixture
-def url(database_url: str) -> str:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        apply_migrations(conn, discover_migrations())
-    return database_url
+def settings(ingest_settings: Settings) -> Settings:
+    return ingest_settings
 
 
 def counts(url: str) -> tuple[int, int, int]:

@@ -19,7 +19,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ecom_assets.stack.processes import free_port, wait_until
+from ecom_assets.stack.local import isolated_environment
+from ecom_assets.stack.processes import wait_until
 
 ECOM = [sys.executable, "-m", "ecom_assets.cli"]
 
@@ -28,16 +29,8 @@ ECOM = [sys.executable, "-m", "ecom_assets.cli"]
 def stack_env() -> Iterator[dict[str, str]]:
     home = Path(tempfile.mkdtemp(prefix="ecom-test-stack-"))
     home.chmod(0o755)  # PostgreSQL may run as an unprivileged user and must reach its data
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ECOM_", "DAGSTER_"))}
-    env.update(
-        ECOM_HOME=str(home),
-        ECOM_ENV_FILE=str(home / "absent.env"),
-        ECOM_PG_PORT=str(free_port()),
-        ECOM_SPARK_CONNECT_PORT=str(free_port()),
-        ECOM_DAGSTER_PORT=str(free_port()),
-        ECOM_GENERATOR_INTERVAL_S="0.5",
-        ECOM_GENERATOR_EVENTS_PER_FILE="10",
-    )
+    env = isolated_environment(home)
+    env.update(ECOM_GENERATOR_INTERVAL_S="0.5", ECOM_GENERATOR_EVENTS_PER_FILE="10")
     yield env
     subprocess.run([*ECOM, "down"], env=env, capture_output=True, timeout=120)
     shutil.rmtree(home, ignore_errors=True)

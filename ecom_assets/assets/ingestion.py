@@ -52,31 +52,25 @@ def report_metadata(report: IngestReport) -> dict[str, object]:
     }
 
 
+INGEST_TABLES = {
+    "ecommerce_events": "Valid click-stream events, one row per event_id.",
+    "dead_letter_events": "Invalid rows with every error code and the raw record, to replay.",
+    "data_quality_metrics": "One row per ingested file and run: counts, validity, error codes.",
+}
+
+
 def build_ingest_assets(settings: Settings, upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
     @dg.multi_asset(
         name="ingest_events",
         specs=[
             dg.AssetSpec(
-                "ecommerce_events",
+                key,
                 group_name="ingestion",
                 deps=upstream,
                 kinds={"spark", "postgres"},
-                description="Valid click-stream events, one row per event_id.",
-            ),
-            dg.AssetSpec(
-                "dead_letter_events",
-                group_name="ingestion",
-                deps=upstream,
-                kinds={"spark", "postgres"},
-                description="Invalid rows with every error code and the raw record, to replay.",
-            ),
-            dg.AssetSpec(
-                "data_quality_metrics",
-                group_name="ingestion",
-                deps=upstream,
-                kinds={"spark", "postgres"},
-                description="One row per ingested file and run: counts, validity, error codes.",
-            ),
+                description=description,
+            )
+            for key, description in INGEST_TABLES.items()
         ],
         check_specs=CHECK_SPECS,
         partitions_def=ingest_partitions,
@@ -96,7 +90,7 @@ def build_ingest_assets(settings: Settings, upstream: list[dg.AssetKey]) -> dg.A
             context.log.info,
         )
         metadata = report_metadata(report)
-        for key in ("ecommerce_events", "dead_letter_events", "data_quality_metrics"):
+        for key in INGEST_TABLES:
             yield dg.MaterializeResult(asset_key=key, metadata=metadata)
         with postgres.connection() as conn:
             quality = load_partition_quality(conn, partition)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from ecom_assets.settings import Settings
 from ecom_assets.stack.postgres_server import EmbeddedPostgres, find_bin_dir
+from ecom_assets.stack.processes import free_port
 from ecom_assets.stack.spark_connect_server import LocalSparkConnect
 
 ECOM_DATABASE = "ecom"
@@ -44,3 +48,20 @@ def dagster_storage_url(settings: Settings) -> str:
     else:
         url = database.database_url or ""
     return "postgresql+psycopg2://" + url.split("://", 1)[1]
+
+
+def isolated_environment(home: Path) -> dict[str, str]:
+    """Environment for an independent stack in home on free ports (tests and benchmarks).
+
+    Every ECOM_/DAGSTER_ variable of the caller is dropped, so nothing leaks in from a stack
+    the developer is running; home must be traversable by the PostgreSQL server's user.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ECOM_", "DAGSTER_"))}
+    env.update(
+        ECOM_HOME=str(home),
+        ECOM_ENV_FILE=str(home / "absent.env"),
+        ECOM_PG_PORT=str(free_port()),
+        ECOM_SPARK_CONNECT_PORT=str(free_port()),
+        ECOM_DAGSTER_PORT=str(free_port()),
+    )
+    return env
