@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint format bench down status clean
+.PHONY: install run test lint format bench down status clean screenshots
 
 install: $(STAMP)
 
@@ -18,8 +18,13 @@ $(STAMP): pyproject.toml
 run: install            ## start the whole platform; Ctrl-C stops it
 	$(BIN)/ecom up
 
-test: install           ## the whole suite against real PostgreSQL, Spark and Dagster
+test: install           ## the whole suite against real PostgreSQL, Spark, Dagster and Chromium
+	bash scripts/install_browser.sh
 	$(BIN)/python -m pytest
+
+screenshots: install    ## regenerate docs/images/ from the UI end-to-end test
+	bash scripts/install_browser.sh
+	ECOM_UI_SCREENSHOTS=1 $(BIN)/python -m pytest ecom_assets_tests/test_ui_e2e.py
 
 lint: install
 	$(BIN)/ruff check .

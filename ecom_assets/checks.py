@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 import psycopg
 
+from ecom_assets.partitions import ingest_partitions
 from ecom_assets.settings import QualitySettings
 
 EVENTS = dg.AssetKey("ecommerce_events")
@@ -22,24 +23,28 @@ CHECK_SPECS = [
         "validity_rate",
         asset=METRICS,
         blocking=True,
+        partitions_def=ingest_partitions,
         description="Share of valid rows: WARN below ECOM_QUALITY_MIN_VALIDITY, ERROR (blocking "
         "downstream) below ECOM_QUALITY_BLOCKING_VALIDITY.",
     ),
     dg.AssetCheckSpec(
         "error_concentration",
         asset=METRICS,
+        partitions_def=ingest_partitions,
         description="No single error code on more than ECOM_QUALITY_MAX_ERROR_SHARE of rows.",
     ),
     dg.AssetCheckSpec(
         "rows_conserved",
         asset=METRICS,
         blocking=True,
+        partitions_def=ingest_partitions,
         description="Rows read = inserted + duplicates skipped + dead-lettered, and the tables "
         "hold exactly what the metrics say.",
     ),
     dg.AssetCheckSpec(
         "unique_event_ids",
         asset=EVENTS,
+        partitions_def=ingest_partitions,
         description="No event_id stored twice (and the primary key that guarantees it exists).",
     ),
 ]

@@ -1,9 +1,10 @@
 """Ingest one partition: claim its pending files, run them through Spark, commit, move them.
 
-This is the use case behind the ingest assets and `ecom replay`, free of Dagster so it can be
-driven and tested directly. A run loops over batches (at most ECOM_INGEST_MAX_FILES_PER_RUN
-files each) until no settled file of its partition is left in the input directory, so a backlog
-drains in one run. Every step is safe to repeat after a crash (see resources/event_sink.py).
+This is the use case behind the ingest assets, free of Dagster so it can be driven and tested
+directly. A run takes the settled files of its partition waiting when it starts, in batches of at
+most ECOM_INGEST_MAX_FILES_PER_RUN, so a backlog drains in one run and a run still ends while new
+files keep arriving (the sensor requests another run for those). Every step is safe to repeat
+after a crash (see resources/event_sink.py).
 """
 
 from __future__ import annotations
@@ -116,23 +117,22 @@ def ingest_partition(
     log: Log,
     clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
 ) -> IngestReport:
-    """Drain every settled input file of partition; returns the totals of this run."""
+    """Ingest the settled files of partition waiting at the start; returns this run's totals."""
     report = IngestReport(partition=partition, run_id=run_id)
     started = time.monotonic()
     with psycopg.connect(url, autocommit=True) as conn:
         locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(partition),))
         if not locked.fetchone()[0]:
             raise PartitionBusyError(f"another run is ingesting partition {partition}")
-        seen: set[str] = set()
+        # the files waiting now, no more: new arrivals belong to the next run, so a run ends
+        # even while a producer writes faster than one batch takes
+        waiting = {file.name for file in pending_files(settings, partition, clock())}
         while True:
-            batch = [
-                file
-                for file in pending_files(settings, partition, clock())
-                if file.name not in seen
-            ][: settings.ingestion.max_files_per_run]
+            batch = [f for f in pending_files(settings, partition, clock()) if f.name in waiting]
+            batch = batch[: settings.ingestion.max_files_per_run]
             if not batch:
                 break
-            seen.update(file.name for file in batch)
+            waiting.difference_update(file.name for file in batch)
             report.batches += 1
             _ingest_batch(spark, conn, url, settings, report, batch, log, clock)
     report.seconds = time.monotonic() - started
