@@ -10,6 +10,7 @@ after a crash (see resources/event_sink.py).
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -253,9 +254,6 @@ def _outcomes(metrics: DataFrame, readable: list[ReadableFile], began: float) ->
     return outcomes
 
 
-def _codes(value: object) -> dict[str, int]:
-    import json
-
-    if isinstance(value, str):
-        return {str(k): int(v) for k, v in json.loads(value).items()}
-    return {str(k): int(v) for k, v in dict(value or {}).items()}
+def _codes(error_counts: str) -> dict[str, int]:
+    """file_metrics' JSON object of code -> rows."""
+    return {code: int(rows) for code, rows in json.loads(error_counts).items()}

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import subprocess
 import sys
 import threading
 from datetime import datetime
@@ -182,3 +183,14 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 
 def cli_command(*flags: str) -> list[str]:
     return [sys.executable, "-m", "generator", *flags]
+
+
+def generate_files(
+    input_dir: Path, log_dir: Path, start: datetime, *flags: str, env: dict[str, str] | None = None
+) -> None:
+    """Run `python -m generator` as its own process, simulating time from start."""
+    subprocess.run(
+        cli_command("--output-dir", str(input_dir), "--log-dir", str(log_dir),
+                    "--start-time", start.isoformat(), *flags),
+        env=env, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +18,7 @@ from ecom_assets.settings import (
     Settings,
     load_settings,
 )
+from ecom_assets_tests.test_generator_support import generate_files
 
 pytestmark = pytest.mark.integration
 
@@ -39,13 +38,9 @@ def settings(ingest_settings: Settings) -> Settings:
 
 
 def generate(settings: Settings, truth: Path, *args: str) -> None:
-    start = (datetime.now(tz=UTC) - timedelta(minutes=30)).isoformat()
-    subprocess.run(
-        [sys.executable, "-m", "generator", "--output-dir", str(settings.input_dir),
-         "--log-dir", str(settings.log_dir), "--truth-dir", str(truth), "--start-time", start,
-         "--interval", "1", *args],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+    start = datetime.now(tz=UTC) - timedelta(minutes=30)
+    generate_files(settings.input_dir, settings.log_dir, start, "--truth-dir", str(truth),
+                   "--interval", "1", *args)  # fmt: skip
 
 
 def ingest_all(spark, url: str, settings: Settings, run_id: str) -> list:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from ecom_assets.settings import (
     Settings,
     SparkSettings,
 )
+from ecom_assets_tests.test_generator_support import generate_files
 
 pytestmark = pytest.mark.integration
 
@@ -46,12 +45,7 @@ def generate(settings: Settings, *args: str) -> str:
     start = datetime.now(tz=UTC) - timedelta(minutes=2)
     if start.hour != datetime.now(tz=UTC).hour:  # keep every file in one hour
         start = datetime.now(tz=UTC).replace(minute=0, second=0, microsecond=0)
-    subprocess.run(
-        [sys.executable, "-m", "generator", "--output-dir", str(settings.input_dir),
-         "--log-dir", str(settings.log_dir), "--start-time", start.isoformat(),
-         "--interval", "0.01", *args],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+    generate_files(settings.input_dir, settings.log_dir, start, "--interval", "0.01", *args)
     return start.strftime(PARTITION_FORMAT)
 
 

@@ -33,6 +33,7 @@ from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from ecom_assets.stack.local import isolated_environment
 from ecom_assets.stack.processes import wait_until
+from ecom_assets_tests.test_generator_support import generate_files
 
 ECOM = [sys.executable, "-m", "ecom_assets.cli"]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -124,13 +125,10 @@ def drop_generated_files(env: dict[str, str], home: Path) -> str:
     run and the file names (which decide the partition) never straddle an hour.
     """
     hour = datetime.now(tz=UTC).replace(minute=0, second=0, microsecond=0)
-    subprocess.run(
-        [
-            sys.executable, "-m", "generator", "--output-dir", str(home / "data" / "input"),
-            "--log-dir", str(home / "data" / "logs"), "--files", str(FILES), "--interval", "0",
-            "--events-per-file", "50", "--seed", "7", "--start-time", hour.isoformat(),
-        ],
-        env=env, capture_output=True, text=True, timeout=60, check=True,
+    generate_files(
+        home / "data" / "input", home / "data" / "logs", hour,
+        "--files", str(FILES), "--interval", "0", "--events-per-file", "50", "--seed", "7",
+        env=env,
     )  # fmt: skip
     return hour.strftime("%Y-%m-%d-%H:00")
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ecom_assets.settings import Settings
-from ecom_assets.stack.postgres_server import EmbeddedPostgres, find_bin_dir
+from ecom_assets.stack.postgres_server import EmbeddedPostgres
 from ecom_assets.stack.processes import free_port
 from ecom_assets.stack.spark_connect_server import LocalSparkConnect
 
@@ -18,7 +18,7 @@ def embedded_postgres(settings: Settings) -> EmbeddedPostgres:
     return EmbeddedPostgres(
         root=settings.paths.state / "postgres",
         port=settings.database.pg_port,
-        bin_dir=find_bin_dir(settings.database.pg_bin_dir),
+        bin_dir=settings.database.pg_bin_dir,
     )
 
 

@@ -8,6 +8,7 @@ as an unprivileged system user and the directories it writes are handed to that 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import pwd
@@ -29,6 +30,7 @@ class PostgresError(RuntimeError):
     """The embedded server could not be found, initialised or started; the message says why."""
 
 
+@functools.cache
 def find_bin_dir(configured: Path | None = None) -> Path:
     """initdb/pg_ctl/postgres: the configured directory, pgserver's wheel, or a system install.
 
@@ -81,11 +83,14 @@ def _run_as() -> str | None:
 
 @dataclass(frozen=True)
 class EmbeddedPostgres:
-    """One server: ``root`` holds ``data/`` (PGDATA), ``log/server.log`` and ``password``."""
+    """One server: ``root`` holds ``data/`` (PGDATA), ``log/server.log`` and ``password``.
+
+    ``bin_dir`` None means "found on first use", so building a URL never probes binaries.
+    """
 
     root: Path
     port: int
-    bin_dir: Path
+    bin_dir: Path | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -112,7 +117,7 @@ class EmbeddedPostgres:
 
     def _pg(self, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(self.bin_dir / tool), *args],
+            [str(find_bin_dir(self.bin_dir) / tool), *args],
             capture_output=True,
             text=True,
             check=False,
