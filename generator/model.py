@@ -19,28 +19,13 @@ from ecom_assets.schema.contract import (
     PRICED_EVENT_TYPES,
     USER_SEGMENTS,
 )
+from ecom_assets.schema.versions import LATEST, VERSIONS
 from generator import catalog
 from generator.clock import US, EventTimeFormat
 
-COLUMNS: tuple[str, ...] = (
-    "event_id",
-    "user_id",
-    "event_type",
-    "product_id",
-    "price",
-    "event_time",
-    "session_id",
-    "category",
-    "quantity",
-    "user_segment",
-    "device_type",
-    "browser",
-    "geo_country",
-    "geo_city",
-    "referrer",
-    "campaign_id",
-)
-WIDTH: dict[str, int] = {"v1": 6, "v2": 10, "v3": 16}
+# the schema registry owns the columns; versions only append, so each is a prefix of LATEST's
+COLUMNS: tuple[str, ...] = LATEST.column_names
+WIDTH: dict[str, int] = {version.name: len(version.column_names) for version in VERSIONS}
 """Number of leading COLUMNS each schema version has."""
 SCHEMA_VERSIONS: tuple[str, ...] = tuple(WIDTH)
 
