@@ -44,7 +44,7 @@ def test_migrations_apply_twice_without_change(database_url: str) -> None:
         first = apply_migrations(conn, discover_migrations())
         snapshot = conn.execute(SCHEMA_SNAPSHOT).fetchall()
         second = apply_migrations(conn, discover_migrations())
-        assert first == ["001_tables.sql", "002_views.sql"]
+        assert first == ["001_tables.sql", "002_views.sql", "003_monitoring.sql"]
         assert second == []
         assert conn.execute(SCHEMA_SNAPSHOT).fetchall() == snapshot
         # each file is idempotent on its own too, even without the ledger
@@ -52,7 +52,7 @@ def test_migrations_apply_twice_without_change(database_url: str) -> None:
             conn.execute(migration.sql.encode())
         assert conn.execute(SCHEMA_SNAPSHOT).fetchall() == snapshot
         recorded = conn.execute("SELECT name FROM schema_migrations ORDER BY version").fetchall()
-        assert [row[0] for row in recorded] == ["001_tables.sql", "002_views.sql"]
+        assert [row[0] for row in recorded] == ["001_tables.sql", "002_views.sql", "003_monitoring.sql"]
 
 
 def test_an_applied_migration_that_changed_is_refused(database_url: str, tmp_path: Path) -> None:
@@ -224,5 +224,5 @@ def test_cli_migrate_applies_once(database_url: str, tmp_path: Path) -> None:
         )  # fmt: skip
         return result.stdout.strip()
 
-    assert migrate() == "[migrate] applied 2 new migration(s): 001_tables.sql, 002_views.sql"
+    assert migrate() == "[migrate] applied 3 new migration(s): 001_tables.sql, 002_views.sql, 003_monitoring.sql"
     assert migrate() == "[migrate] applied 0 new migration(s): none"

@@ -1,0 +1,1 @@
+"""Operating the pipeline: log files, batch records, alerts and health."""
