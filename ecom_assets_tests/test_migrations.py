@@ -18,6 +18,8 @@ from ecom_assets.resources.migrations import (
     discover_migrations,
 )
 
+ALL_MIGRATIONS = ["001_tables.sql", "002_views.sql", "003_monitoring.sql"]
+
 SCHEMA_SNAPSHOT = """
 SELECT table_name, column_name, data_type, is_nullable, coalesce(column_default, '')
 FROM information_schema.columns WHERE table_schema = 'public'
@@ -44,7 +46,7 @@ def test_migrations_apply_twice_without_change(database_url: str) -> None:
         first = apply_migrations(conn, discover_migrations())
         snapshot = conn.execute(SCHEMA_SNAPSHOT).fetchall()
         second = apply_migrations(conn, discover_migrations())
-        assert first == ["001_tables.sql", "002_views.sql", "003_monitoring.sql"]
+        assert first == ALL_MIGRATIONS
         assert second == []
         assert conn.execute(SCHEMA_SNAPSHOT).fetchall() == snapshot
         # each file is idempotent on its own too, even without the ledger
@@ -52,7 +54,7 @@ def test_migrations_apply_twice_without_change(database_url: str) -> None:
             conn.execute(migration.sql.encode())
         assert conn.execute(SCHEMA_SNAPSHOT).fetchall() == snapshot
         recorded = conn.execute("SELECT name FROM schema_migrations ORDER BY version").fetchall()
-        assert [row[0] for row in recorded] == ["001_tables.sql", "002_views.sql", "003_monitoring.sql"]
+        assert [row[0] for row in recorded] == ALL_MIGRATIONS
 
 
 def test_an_applied_migration_that_changed_is_refused(database_url: str, tmp_path: Path) -> None:
@@ -224,5 +226,5 @@ def test_cli_migrate_applies_once(database_url: str, tmp_path: Path) -> None:
         )  # fmt: skip
         return result.stdout.strip()
 
-    assert migrate() == "[migrate] applied 3 new migration(s): 001_tables.sql, 002_views.sql, 003_monitoring.sql"
+    assert migrate() == f"[migrate] applied 3 new migration(s): {', '.join(ALL_MIGRATIONS)}"
     assert migrate() == "[migrate] applied 0 new migration(s): none"
