@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 import psycopg
 from pyspark.sql import DataFrame, SparkSession
 
+from ecom_assets.monitoring.logs import LogSink
 from ecom_assets.partitions import produced_at
 from ecom_assets.resources.event_files import (
     InputFile,
@@ -53,8 +54,6 @@ from ecom_assets.transforms.route import (
     valid_events,
 )
 from ecom_assets.transforms.validate import ValidationRules, validate_events
-
-Log = Callable[[str], None]
 
 
 class PartitionBusyError(RuntimeError):
@@ -115,7 +114,7 @@ def ingest_partition(
     settings: Settings,
     partition: str,
     run_id: str,
-    log: Log,
+    log: LogSink,
     clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
 ) -> IngestReport:
     """Ingest the settled files of partition waiting at the start; returns this run's totals."""
@@ -147,7 +146,7 @@ def _ingest_batch(
     settings: Settings,
     report: IngestReport,
     batch: list[InputFile],
-    log: Log,
+    log: LogSink,
     clock: Callable[[], datetime],
 ) -> None:
     began = time.monotonic()
@@ -181,7 +180,7 @@ def _ingest_batch(
     report.add(outcomes, inserted)
     for file in readable:
         move_to_processed(file.path, settings.processed_dir, report.partition)
-    log(
+    log.info(
         f"[Batch {report.batches}] {len(readable)} file(s), "
         f"{sum(o.rows_read for o in outcomes)} rows committed in {time.monotonic() - began:.2f} s"
     )

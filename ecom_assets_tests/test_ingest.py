@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,7 +48,9 @@ def ingest_all(spark, url: str, settings: Settings, run_id: str) -> list:
     now = datetime.now(tz=UTC)
     partitions = sorted({f.partition for f in list_input_files(settings.input_dir, 0, now)})
     return [
-        ingest_partition(spark, url, settings, partition, f"{run_id}-{i}", log=lambda _: None)
+        ingest_partition(
+            spark, url, settings, partition, f"{run_id}-{i}", log=logging.getLogger(__name__)
+        )
         for i, partition in enumerate(partitions)
     ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -63,7 +64,7 @@ def write_file(settings: Settings) -> str:
 
 
 def ingest(spark, url: str, settings: Settings, partition: str, run_id: str) -> None:
-    ingest_partition(spark, url, settings, partition, run_id, log=lambda _: None)
+    ingest_partition(spark, url, settings, partition, run_id, log=logging.getLogger(__name__))
 
 
 def test_replaying_a_file_and_a_partition_changes_nothing(spark, url: str, settings: Settings):

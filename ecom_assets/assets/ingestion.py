@@ -87,7 +87,7 @@ def build_ingest_assets(settings: Settings, upstream: list[dg.AssetKey]) -> dg.A
             settings,
             partition,
             context.run.run_id,
-            context.log.info,
+            context.log,
         )
         metadata = report_metadata(report)
         for key in INGEST_TABLES:
