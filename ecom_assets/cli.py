@@ -1,6 +1,7 @@
 """The `ecom` command: run the local platform and look at it.
 
-Exit codes: 0 success/healthy, 1 a part failed or is unhealthy, 2 bad settings or usage.
+Exit codes: 0 success/healthy, 1 a part failed or is unhealthy (for `health`: DEGRADED, or the
+database cannot be read), 2 bad settings or usage, 3 `health` found NO_DATA (no batch yet).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from ecom_assets.settings import Settings, SettingsError, load_settings
 from ecom_assets.stack import supervisor
@@ -59,6 +61,28 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+HEALTH_EXIT_CODES = {"HEALTHY": 0, "DEGRADED": 1, "NO_DATA": 3}
+
+
+def _health(settings: Settings, args: argparse.Namespace) -> int:
+    import psycopg
+
+    from ecom_assets.monitoring.health import load_health, report_json, report_lines
+
+    try:
+        url = database_url(settings)
+        with psycopg.connect(url, connect_timeout=settings.database.db_connect_timeout_s) as conn:
+            report = load_health(conn, settings, datetime.now(tz=UTC))
+    except (psycopg.Error, OSError) as exc:
+        # unknown health is not healthy: monitoring scripts must see a failure
+        print(
+            f"[health] cannot read the pipeline's health from the database: {exc}", file=sys.stderr
+        )
+        return 1
+    print(report_json(report) if args.json else "\n".join(report_lines(report)))
+    return HEALTH_EXIT_CODES[report.state]
+
+
 def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
     import psycopg
 
@@ -82,6 +106,10 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("down", help="stop everything `up` started")
     status = commands.add_parser("status", help="health of each part")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    health = commands.add_parser(
+        "health", help="pipeline health: exit 0 HEALTHY, 1 DEGRADED or unreadable, 3 NO_DATA"
+    )
+    health.add_argument("--json", action="store_true", help="machine-readable output")
     commands.add_parser("db-url", help="print the URL of the database in use (for psql)")
     commands.add_parser("migrate", help="apply pending sql/ migrations to the database in use")
     replay = commands.add_parser(
@@ -99,6 +127,7 @@ HANDLERS = {
     "up": _up,
     "down": _down,
     "status": _status,
+    "health": _health,
     "db-url": _db_url,
     "migrate": _migrate,
     "replay": _replay,

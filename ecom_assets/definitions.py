@@ -7,7 +7,9 @@ import dagster as dg
 from ecom_assets.assets.analytics import build_analytics_assets
 from ecom_assets.assets.database_schema import database_schema
 from ecom_assets.assets.ingestion import build_ingest_assets
+from ecom_assets.assets.monitoring import build_health_asset, build_health_schedule
 from ecom_assets.jobs import build_ingest_job
+from ecom_assets.monitoring.run_failures import build_run_failure_sensors
 from ecom_assets.resources.postgres import PostgresResource
 from ecom_assets.resources.spark import spark_resource
 from ecom_assets.sensors import make_input_files_sensor
@@ -16,16 +18,21 @@ from ecom_assets.settings import load_settings
 settings = load_settings()
 ingest_assets = build_ingest_assets(settings, upstream=[database_schema.key])
 ingest_job = build_ingest_job(ingest_assets)
+pipeline_health = build_health_asset(settings, upstream=list(ingest_assets.keys))
 
 defs = dg.Definitions(
-    assets=[database_schema, ingest_assets, *build_analytics_assets()],
+    assets=[database_schema, ingest_assets, *build_analytics_assets(), pipeline_health],
     jobs=[ingest_job],
-    sensors=[make_input_files_sensor(ingest_job, settings)],
+    sensors=[
+        make_input_files_sensor(ingest_job, settings),
+        *build_run_failure_sensors(ingest_job, settings),
+    ],
+    schedules=[build_health_schedule(pipeline_health)],
     resources={
         "postgres": PostgresResource(
             url=settings.database.database_url,
             connect_timeout_s=settings.database.db_connect_timeout_s,
-        ),  # events, dead letters, metrics, file ledger
+        ),  # events, dead letters, metrics, file ledger, alerts
         "pyspark": spark_resource(settings.spark),  # Spark Connect session (or classic local)
     },
 )

@@ -9,6 +9,7 @@ after a crash (see resources/event_sink.py).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -20,8 +21,11 @@ from datetime import UTC, datetime
 import psycopg
 from pyspark.sql import DataFrame, SparkSession
 
+from ecom_assets.monitoring.alerts import raise_batch_alerts
+from ecom_assets.monitoring.batches import BatchRecord, quality_status, record_batch
 from ecom_assets.monitoring.logs import LogSink
 from ecom_assets.partitions import produced_at
+from ecom_assets.reliability import configure_spark_retries, describe_error, guard_for
 from ecom_assets.resources.event_files import (
     InputFile,
     list_input_files,
@@ -55,6 +59,8 @@ from ecom_assets.transforms.route import (
 )
 from ecom_assets.transforms.validate import ValidationRules, validate_events
 
+FAILURE_CONNECT_TIMEOUT_S = 3  # recording a failure must not wait long on a server that is down
+
 
 class PartitionBusyError(RuntimeError):
     """Another run holds the partition; runs of one partition never overlap."""
@@ -82,6 +88,10 @@ class IngestReport:
     rows_late: int = 0
     error_counts: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    completed: list[BatchRecord] = field(default_factory=list)
+    retries: int = 0
+    breakers: dict[str, str] = field(default_factory=dict)
+    breaker_transitions: list[str] = field(default_factory=list)
 
     @property
     def validity_rate(self) -> float | None:
@@ -108,6 +118,20 @@ def pending_files(settings: Settings, partition: str, now: datetime) -> list[Inp
     return [file for file in files if file.partition == partition]
 
 
+def _no_step(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One batch attempt's fixed inputs."""
+
+    number: int
+    files: list[InputFile]
+    started_at: datetime
+    on_step: Callable[[str], None]
+
+
 def ingest_partition(
     spark: SparkSession,
     url: str,
@@ -116,74 +140,102 @@ def ingest_partition(
     run_id: str,
     log: LogSink,
     clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
+    on_step: Callable[[str], None] = _no_step,
 ) -> IngestReport:
-    """Ingest the settled files of partition waiting at the start; returns this run's totals."""
+    """Ingest the settled files of partition waiting at the start; returns this run's totals.
+
+    Each batch is one retried, idempotent unit (reliability.Guard). ``on_step`` is called at
+    each point where a crash leaves a different state behind (claimed, events_staged, staged,
+    commit_pending, committed, moved); the fault tests kill the process there.
+    """
+    guard = guard_for(settings.reliability)
+    guard.attach(log)
+    configure_spark_retries(spark, settings.reliability)
+    retries_before, transitions_before = guard.retries, len(guard.transitions)
     report = IngestReport(partition=partition, run_id=run_id)
     started = time.monotonic()
-    with psycopg.connect(url, autocommit=True) as conn:
-        locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(partition),))
-        if not locked.fetchone()[0]:
-            raise PartitionBusyError(f"another run is ingesting partition {partition}")
-        # the files waiting now, no more: new arrivals belong to the next run, so a run ends
-        # even while a producer writes faster than one batch takes
-        waiting = {file.name for file in pending_files(settings, partition, clock())}
+    # the files waiting now, no more: new arrivals belong to the next run, so a run ends
+    # even while a producer writes faster than one batch takes
+    waiting = {file.name for file in pending_files(settings, partition, clock())}
+    try:
         while True:
-            batch = [f for f in pending_files(settings, partition, clock()) if f.name in waiting]
-            batch = batch[: settings.ingestion.max_files_per_run]
-            if not batch:
+            files = [f for f in pending_files(settings, partition, clock()) if f.name in waiting]
+            files = files[: settings.ingestion.max_files_per_run]
+            if not files:
                 break
-            waiting.difference_update(file.name for file in batch)
+            waiting.difference_update(file.name for file in files)
             report.batches += 1
-            _ingest_batch(spark, conn, url, settings, report, batch, log, clock)
-    report.seconds = time.monotonic() - started
+            batch = _Batch(report.batches, files, clock(), on_step)
+            try:
+                guard.call(
+                    functools.partial(_ingest_batch, spark, url, settings, report, batch, clock),
+                    f"[Batch {batch.number}]",
+                )
+            except Exception as exc:
+                _record_failure(url, settings, report, batch, exc, log)
+                raise
+            if report.completed and report.completed[-1].batch_no == batch.number:
+                _log_success(report.completed[-1], settings, log)
+                _raise_alerts(url, settings, report.completed[-1], log)
+    finally:
+        report.seconds = time.monotonic() - started
+        report.retries = guard.retries - retries_before
+        report.breakers = guard.states()
+        report.breaker_transitions = [
+            f"{t.breaker}: {t.old} -> {t.new}" for t in guard.transitions[transitions_before:]
+        ]
     return report
 
 
 def _ingest_batch(
     spark: SparkSession,
-    conn: psycopg.Connection,
     url: str,
     settings: Settings,
     report: IngestReport,
-    batch: list[InputFile],
-    log: LogSink,
+    batch: _Batch,
     clock: Callable[[], datetime],
 ) -> None:
+    """One attempt at a batch, on its own connection: safe to repeat after any failure."""
     began = time.monotonic()
-    claim = claim_files(conn, report.run_id, [Fingerprinted(f, sha256_of(f.path)) for f in batch])
-    for item in claim.already_committed:
-        move_to_processed(item.file.path, settings.processed_dir, item.file.partition)
-        report.files_already_committed += 1
-    for item in claim.name_reused:
-        reason = "a file of this name was already ingested with different content; rename it"
-        quarantine(item.file.path, settings.quarantine_dir, {"reason": reason})
-        report.quarantined[item.file.name] = reason
-    readable = []
-    for item in claim.to_process:
-        header = detect_file(item.file.path)
-        if header.ingestible:
-            arrived_at = produced_at(item.file.name, item.file.modified_at)
-            readable.append(
-                ReadableFile(item.file.path, header, arrived_at, landed_at=item.file.modified_at)
-            )
-            continue
-        quarantine(item.file.path, settings.quarantine_dir, header.as_dict())
-        mark_quarantined(conn, item.file.name, header.reason)
-        report.quarantined[item.file.name] = header.reason
-    if not readable:
-        return
-    try:
-        outcomes, inserted = _process(spark, conn, url, settings, report, readable, clock, began)
-    except Exception as exc:
-        mark_failed(conn, report.run_id, f"{type(exc).__name__}: {exc}")
-        raise
-    report.add(outcomes, inserted)
+    timeout = settings.database.db_connect_timeout_s
+    with psycopg.connect(url, autocommit=True, connect_timeout=timeout) as conn:
+        locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(report.partition),))
+        if not locked.fetchone()[0]:
+            raise PartitionBusyError(f"another run is ingesting partition {report.partition}")
+        # a repeated attempt skips what the failed one already moved away
+        files = [file for file in batch.files if file.path.exists()]
+        claim = claim_files(
+            conn, report.run_id, [Fingerprinted(f, sha256_of(f.path)) for f in files]
+        )
+        batch.on_step("claimed")
+        for item in claim.already_committed:
+            move_to_processed(item.file.path, settings.processed_dir, item.file.partition)
+            report.files_already_committed += 1
+        for item in claim.name_reused:
+            reason = "a file of this name was already ingested with different content; rename it"
+            quarantine(item.file.path, settings.quarantine_dir, {"reason": reason})
+            report.quarantined[item.file.name] = reason
+        readable = []
+        for item in claim.to_process:
+            header = detect_file(item.file.path)
+            if header.ingestible:
+                arrived_at = produced_at(item.file.name, item.file.modified_at)
+                readable.append(
+                    ReadableFile(
+                        item.file.path, header, arrived_at, landed_at=item.file.modified_at
+                    )
+                )
+                continue
+            quarantine(item.file.path, settings.quarantine_dir, header.as_dict())
+            mark_quarantined(conn, item.file.name, header.reason)
+            report.quarantined[item.file.name] = header.reason
+        if not readable:
+            return
+        record = _process(spark, conn, url, settings, report, readable, batch, clock, began)
+    report.completed.append(record)
     for file in readable:
         move_to_processed(file.path, settings.processed_dir, report.partition)
-    log.info(
-        f"[Batch {report.batches}] {len(readable)} file(s), "
-        f"{sum(o.rows_read for o in outcomes)} rows committed in {time.monotonic() - began:.2f} s"
-    )
+        batch.on_step("moved")
 
 
 def _process(
@@ -193,9 +245,10 @@ def _process(
     settings: Settings,
     report: IngestReport,
     readable: list[ReadableFile],
+    batch: _Batch,
     clock: Callable[[], datetime],
     began: float,
-) -> tuple[list[FileOutcome], dict[str, int]]:
+) -> BatchRecord:
     now = clock()
     rules = ValidationRules.from_settings(settings.quality, now)
     events = enrich_events(
@@ -208,7 +261,9 @@ def _process(
         prepare_staging(conn, tables)
         outcomes = _outcomes(file_metrics(events), readable, began)
         staged_valid = stage(valid_events(events), url, tables.events, EVENT_COLUMNS)
+        batch.on_step("events_staged")
         staged_dead = stage(dead_letters(events), url, tables.dead_letters, DEAD_LETTER_COLUMNS)
+        batch.on_step("staged")
         counted_valid = sum(outcome.rows_valid for outcome in outcomes)
         counted_dead = sum(outcome.rows_invalid for outcome in outcomes)
         if (staged_valid, staged_dead) != (counted_valid, counted_dead):
@@ -216,18 +271,103 @@ def _process(
                 f"staged {staged_valid} valid / {staged_dead} invalid rows, "
                 f"counted {counted_valid} / {counted_dead}"
             )
-        inserted = commit_batch(
-            conn,
-            tables,
-            EVENT_COLUMNS,
-            DEAD_LETTER_COLUMNS,
-            report.run_id,
-            report.partition,
-            outcomes,
-        )
+        with conn.transaction():
+            inserted = commit_batch(
+                conn,
+                tables,
+                EVENT_COLUMNS,
+                DEAD_LETTER_COLUMNS,
+                report.run_id,
+                report.partition,
+                outcomes,
+            )
+            record = _batch_record(conn, report, batch, outcomes)
+            record_batch(conn, record, settings.quality.min_validity)
+            batch.on_step("commit_pending")
+        batch.on_step("committed")
     finally:
         events.unpersist()
-    return outcomes, inserted
+    report.add(outcomes, inserted)
+    return record
+
+
+def _batch_record(
+    conn: psycopg.Connection, report: IngestReport, batch: _Batch, outcomes: list[FileOutcome]
+) -> BatchRecord:
+    """The committed batch as one record; latency as the metrics just computed it."""
+    latency = conn.execute(
+        "SELECT max(latency_s) FROM data_quality_metrics "
+        "WHERE run_id = %s AND source_file = ANY(%s)",
+        (report.run_id, [outcome.source_file for outcome in outcomes]),
+    ).fetchone()[0]
+    errors: Counter[str] = Counter()
+    for outcome in outcomes:
+        errors.update(outcome.error_counts)
+    return BatchRecord(
+        run_id=report.run_id,
+        batch_no=batch.number,
+        partition_key=report.partition,
+        started_at=batch.started_at,
+        files=len(outcomes),
+        rows_read=sum(outcome.rows_read for outcome in outcomes),
+        rows_valid=sum(outcome.rows_valid for outcome in outcomes),
+        rows_invalid=sum(outcome.rows_invalid for outcome in outcomes),
+        max_latency_s=latency,
+        error_counts=dict(errors),
+    )
+
+
+def _log_success(record: BatchRecord, settings: Settings, log: LogSink) -> None:
+    log.info(
+        f"[Batch {record.batch_no}] COMPLETED SUCCESSFULLY - partition {record.partition_key}, "
+        f"{record.files} file(s), {record.rows_read} rows ({record.rows_valid} valid, "
+        f"{record.rows_invalid} invalid), latency {record.max_latency_s or 0:.1f} s"
+    )
+    status = quality_status(record.validity_rate, settings.quality.min_validity)
+    if status is None:
+        return
+    line = f"[Batch {record.batch_no}] Quality: {status} - {record.validity_rate:.1%} valid"
+    (log.warning if status == "POOR" else log.info)(line)
+
+
+def _raise_alerts(url: str, settings: Settings, record: BatchRecord, log: LogSink) -> None:
+    """Judge the committed batch; a monitoring fault must not fail a batch already committed."""
+    timeout = settings.database.db_connect_timeout_s
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=timeout) as conn:
+            raise_batch_alerts(conn, record, settings, log)
+    except psycopg.Error as exc:
+        log.warning(f"[Batch {record.batch_no}] alerts not evaluated: {describe_error(exc)}")
+
+
+def _record_failure(
+    url: str,
+    settings: Settings,
+    report: IngestReport,
+    batch: _Batch,
+    exc: Exception,
+    log: LogSink,
+) -> None:
+    """Log the failed batch, release its files' claims and record it, if PostgreSQL answers."""
+    reason = describe_error(exc)
+    log.error(f"[Batch {batch.number}] FAILED - {reason}")
+    try:
+        with psycopg.connect(
+            url, autocommit=True, connect_timeout=FAILURE_CONNECT_TIMEOUT_S
+        ) as conn:
+            mark_failed(conn, report.run_id, reason)
+            failed = BatchRecord(
+                run_id=report.run_id,
+                batch_no=batch.number,
+                partition_key=report.partition,
+                started_at=batch.started_at,
+                status="failed",
+                files=len(batch.files),
+                error=reason,
+            )
+            record_batch(conn, failed, settings.quality.min_validity)
+    except psycopg.Error as db_exc:
+        log.warning(f"[Batch {batch.number}] failure not recorded: {describe_error(db_exc)}")
 
 
 def _outcomes(metrics: DataFrame, readable: list[ReadableFile], began: float) -> list[FileOutcome]:

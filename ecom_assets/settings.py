@@ -218,6 +218,12 @@ class ReliabilitySettings(BaseSettings):
     breaker_reset_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="Seconds OPEN before HALF_OPEN."
     )
+    step_retries: int = Field(
+        2, ge=0, le=20, description="Dagster retries of a failed ingest step (transient faults)."
+    )
+    step_retry_delay_s: float = Field(
+        30.0, ge=0, le=3600, description="First delay of a step retry; doubles, with jitter."
+    )
 
 
 class MonitoringSettings(BaseSettings):
@@ -229,9 +235,17 @@ class MonitoringSettings(BaseSettings):
     consecutive_batches: int = Field(
         3, ge=1, le=1000, description="Low-validity batches in a row that escalate WARN to ERROR."
     )
-    webhook_url: str | None = Field(None, description="Optional HTTP(S) endpoint for alerts.")
+    consecutive_failures: int = Field(
+        3, ge=1, le=1000, description="Failed ingest runs in a row that escalate WARN to ERROR."
+    )
+    webhook_url: str | None = Field(
+        None, description="Optional HTTP(S) endpoint alerts are POSTed to as JSON."
+    )
     stale_after_s: int = Field(
         300, ge=1, le=86_400 * 7, description="No batch for this long: health is DEGRADED."
+    )
+    health_window: int = Field(
+        20, ge=1, le=10_000, description="Latest batches that health's success and validity cover."
     )
 
     @field_validator("webhook_url")

@@ -13,6 +13,7 @@ from dagster_pyspark import LazyPySparkResource
 from ecom_assets.assets.analytics import build_analytics_assets
 from ecom_assets.assets.database_schema import database_schema
 from ecom_assets.definitions import defs
+from ecom_assets.resources.migrations import discover_migrations
 from ecom_assets.resources.postgres import PostgresResource
 from ecom_assets.resources.spark import spark_config, spark_resource
 from ecom_assets.settings import SparkSettings
@@ -33,11 +34,18 @@ def test_asset_graph_snapshot() -> None:
         "v_user_segment_analysis": "analytics",
         "v_data_quality_dashboard": "analytics",
         "v_user_sessions": "analytics",
+        "pipeline_health": "monitoring",
     }
     assert set(defs.resources) == {"postgres", "pyspark"}
     checks = {key.name for key in graph.asset_check_keys}
-    assert checks == {"validity_rate", "error_concentration", "rows_conserved", "unique_event_ids"}
-    assert [sensor.name for sensor in defs.sensors] == ["input_files_sensor"]
+    metrics_checks = {"validity_rate", "error_concentration", "rows_conserved"}
+    assert checks == {*metrics_checks, "unique_event_ids", "pipeline_healthy"}
+    sensors = ["input_files_sensor", "ingest_failure_sensor", "ingest_success_sensor"]
+    assert [sensor.name for sensor in defs.sensors] == sensors
+    assert [schedule.name for schedule in defs.schedules] == ["pipeline_health_schedule"]
+    ingested = {dg.AssetKey(key) for key in ("ecommerce_events", "dead_letter_events")}
+    health_upstream = graph.get(dg.AssetKey("pipeline_health")).parent_keys
+    assert health_upstream == {*ingested, dg.AssetKey("data_quality_metrics")}
     job = defs.resolve_job_def("ingest_job")
     assert job.partitions_def is not None
     assert job.tags["ecom/ingest"] == "true"
@@ -65,11 +73,13 @@ def test_materializing_the_schema_and_views_runs_against_postgres(database_url: 
     result = dg.materialize(assets, resources={"postgres": postgres})
     assert result.success
     applied = result.asset_materializations_for_node("database_schema")[0].metadata["applied_now"]
-    assert applied.value == ["001_tables.sql", "002_views.sql"]
+    migrations = [migration.name for migration in discover_migrations()]
+    assert applied.value == migrations
     view = result.asset_materializations_for_node("v_hourly_event_summary")[0]
     assert view.metadata["dagster/row_count"].value == 0
     with psycopg.connect(database_url) as conn:
-        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (2,)
+        stored = conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
+    assert stored == (len(migrations),)
     again = dg.materialize([database_schema], resources={"postgres": postgres})
     metadata = again.asset_materializations_for_node("database_schema")[0].metadata
     assert metadata["applied_now"].value == []

@@ -109,6 +109,13 @@ def test_low_validity_fails_the_blocking_check_with_error(
     assert validity.severity == dg.AssetCheckSeverity.ERROR
     assert validity.metadata["validity_rate"].value < 0.8
     assert checks["rows_conserved"].passed is True
+    # the same batch raised its alert: stored, and in the ingest log file
+    with psycopg.connect(resources["postgres"].url) as conn:
+        alerts = conn.execute("SELECT kind, level FROM alerts WHERE resolved_at IS NULL").fetchall()
+    assert ("low_validity", "WARNING") in alerts
+    log_text = "".join(path.read_text() for path in settings.log_dir.glob("ingest_*.log"))
+    assert "WARNING  | ALERT [low_validity]" in log_text
+    assert "Quality: POOR" in log_text
 
 
 def _file(name: str, partition: str, modified: float) -> InputFile:

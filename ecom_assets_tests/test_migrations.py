@@ -18,7 +18,7 @@ from ecom_assets.resources.migrations import (
     discover_migrations,
 )
 
-ALL_MIGRATIONS = ["001_tables.sql", "002_views.sql", "003_monitoring.sql"]
+ALL_MIGRATIONS = ["001_tables.sql", "002_views.sql", "003_monitoring.sql", "004_open_alerts.sql"]
 
 SCHEMA_SNAPSHOT = """
 SELECT table_name, column_name, data_type, is_nullable, coalesce(column_default, '')
@@ -226,5 +226,6 @@ def test_cli_migrate_applies_once(database_url: str, tmp_path: Path) -> None:
         )  # fmt: skip
         return result.stdout.strip()
 
-    assert migrate() == f"[migrate] applied 3 new migration(s): {', '.join(ALL_MIGRATIONS)}"
+    applied = ", ".join(ALL_MIGRATIONS)
+    assert migrate() == f"[migrate] applied {len(ALL_MIGRATIONS)} new migration(s): {applied}"
     assert migrate() == "[migrate] applied 0 new migration(s): none"

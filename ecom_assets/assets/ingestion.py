@@ -11,9 +11,11 @@ from dagster_pyspark import LazyPySparkResource
 
 from ecom_assets.checks import CHECK_SPECS, evaluate_checks, load_partition_quality
 from ecom_assets.ingest import IngestReport, ingest_partition
+from ecom_assets.monitoring.logs import Tee, ingest_logger
 from ecom_assets.partitions import ingest_partitions
+from ecom_assets.reliability import DependencyUnavailableError, describe_error
 from ecom_assets.resources.postgres import PostgresResource
-from ecom_assets.settings import Settings
+from ecom_assets.settings import ReliabilitySettings, Settings
 
 
 def _error_table(report: IngestReport) -> dg.TableMetadataValue:
@@ -49,7 +51,20 @@ def report_metadata(report: IngestReport) -> dict[str, object]:
         "error_breakdown": _error_table(report),
         "seconds": round(report.seconds, 3),
         "rows_per_second": round(report.rows_read / report.seconds) if report.seconds else 0,
+        "retries": report.retries,
+        "circuit_breakers": dg.MetadataValue.json(report.breakers),
+        "breaker_transitions": dg.MetadataValue.json(report.breaker_transitions),
     }
+
+
+def step_retry_policy(reliability: ReliabilitySettings) -> dg.RetryPolicy:
+    """Transient faults (DependencyUnavailableError) retry the step after the breaker's pause."""
+    return dg.RetryPolicy(
+        max_retries=reliability.step_retries,
+        delay=reliability.step_retry_delay_s,
+        backoff=dg.Backoff.EXPONENTIAL,
+        jitter=dg.Jitter.PLUS_MINUS,
+    )
 
 
 INGEST_TABLES = {
@@ -74,6 +89,7 @@ def build_ingest_assets(settings: Settings, upstream: list[dg.AssetKey]) -> dg.A
         ],
         check_specs=CHECK_SPECS,
         partitions_def=ingest_partitions,
+        retry_policy=step_retry_policy(settings.reliability),
     )
     def ingest_events(
         context: dg.AssetExecutionContext,
@@ -81,14 +97,23 @@ def build_ingest_assets(settings: Settings, upstream: list[dg.AssetKey]) -> dg.A
         postgres: PostgresResource,
     ):
         partition = context.partition_key
-        report = ingest_partition(
-            pyspark.spark_session,
-            postgres.resolved_url(),
-            settings,
-            partition,
-            context.run.run_id,
-            context.log,
-        )
+        try:
+            report = ingest_partition(
+                pyspark.spark_session,
+                postgres.resolved_url(),
+                settings,
+                partition,
+                context.run.run_id,
+                Tee(ingest_logger(settings.log_dir), context.log),
+            )
+        except DependencyUnavailableError:
+            raise  # transient: the retry policy tries the step again
+        except Exception as exc:
+            # bad data, a constraint or a bug: repeating the step would fail the same way
+            raise dg.Failure(
+                description=f"partition {partition} failed: {describe_error(exc)}",
+                allow_retries=False,
+            ) from exc
         metadata = report_metadata(report)
         for key in INGEST_TABLES:
             yield dg.MaterializeResult(asset_key=key, metadata=metadata)
