@@ -26,8 +26,13 @@ class Backlog:
 
 
 def generate_backlog(settings: Settings, truth_dir: Path, files: int, events: int) -> Backlog:
-    """Files of one hourly partition (an hour ago, so nothing counts as future), 10 % anomalies."""
-    start = datetime.now(tz=UTC).replace(minute=5, second=0, microsecond=0) - timedelta(hours=1)
+    """Files of one hourly partition, 10 % anomalies.
+
+    They start at most 10 minutes ago and within the current hour: one partition, and the
+    generator's future-time anomalies (1 h or more ahead of its clock) stay in the future.
+    """
+    now = datetime.now(tz=UTC)
+    start = max(now.replace(minute=0, second=0, microsecond=0), now - timedelta(minutes=10))
     generate_files(settings.input_dir, settings.log_dir, start, "--truth-dir", str(truth_dir),
                    "--interval", "1", "--files", str(files), "--events-per-file", str(events),
                    "--schema", "mixed", "--seed", "5", "--anomaly-rate", "0.1")  # fmt: skip
