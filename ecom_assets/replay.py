@@ -73,15 +73,21 @@ def replay_dead_letters(
     Run this after fixing what made them invalid: the raw record (edited in place, for
     example with UPDATE dead_letter_events SET raw_record = ...) or a rule setting. They are
     marked reprocessed; what is still invalid comes back as new dead letters of the replay file.
+    A MALFORMED_ROW dead letter keeps its text under raw_record's `record` key beside the fields
+    as Spark split them, which may sit in the wrong columns: it is replayed only once that key
+    is removed by whoever fixed the fields, never as it was split.
     """
     rows = conn.execute(
         "SELECT dead_letter_id, raw_record FROM dead_letter_events "
         "WHERE status = 'open' AND (%(code)s::text IS NULL OR %(code)s = ANY(error_codes)) "
-        "ORDER BY dead_letter_id",
+        "AND NOT raw_record ? 'record' ORDER BY dead_letter_id",
         {"code": code},
     ).fetchall()
     if not rows:
-        raise ReplayError("no open dead letters matched")
+        raise ReplayError(
+            "no open dead letters matched (MALFORMED_ROW ones need their fields fixed and the "
+            "'record' key removed from raw_record first)"
+        )
     ids = [row[0] for row in rows]
     digest = hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:8]
     stamp = datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%S%fZ")

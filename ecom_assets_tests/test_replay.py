@@ -116,6 +116,31 @@ def test_fixed_dead_letters_are_reingested_once(spark, url: str, settings: Setti
     assert counts(url) == (3, 4, 1)
 
 
+def test_malformed_rows_are_replayed_only_once_their_fields_are_fixed(
+    spark, url: str, settings: Settings
+) -> None:
+    now = datetime.now(tz=UTC) - timedelta(minutes=1)
+    settings.input_dir.mkdir(parents=True)
+    (settings.input_dir / f"events_{now.strftime('%Y%m%dT%H%M%S%fZ')}_0000beef.csv").write_text(
+        "event_id,user_id,event_type,product_id,price,event_time\n"
+        f"{IDS[0]},1,purchase,1500,100.00,{now.isoformat()},surplus\n"  # a field too many
+    )
+    ingest(spark, url, settings, now.strftime(PARTITION_FORMAT), "r1")
+    assert counts(url) == (0, 1, 1)
+    with psycopg.connect(url, autocommit=True) as conn:
+        codes, record = conn.execute(
+            "SELECT error_codes, raw_record->>'record' FROM dead_letter_events"
+        ).fetchone()
+        assert codes == ["MALFORMED_ROW"] and record.endswith(",surplus")
+        with pytest.raises(ReplayError, match="'record' key removed"):
+            replay_dead_letters(conn, settings)  # as Spark split it: never replayed
+        conn.execute("UPDATE dead_letter_events SET raw_record = raw_record - 'record'")
+        result = replay_dead_letters(conn, settings, code="MALFORMED_ROW")
+    assert result.dead_letters == 1
+    ingest(spark, url, settings, partition_of(result.files[0]), "r2")
+    assert counts(url) == (1, 1, 0)
+
+
 def partition_of(name: str) -> str:
     stamp = datetime.strptime(name.split("_")[1][:15], "%Y%m%dT%H%M%S")
     return stamp.strftime(PARTITION_FORMAT)

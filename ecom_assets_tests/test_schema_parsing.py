@@ -10,7 +10,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from ecom_assets.schema.parsing import is_blank, is_unparseable, parse, parse_field
+from ecom_assets.schema.parsing import is_blank, is_unparseable, parse, parse_field, raw_schema
 from ecom_assets.schema.versions import LATEST, V1, Field
 
 pytestmark = pytest.mark.integration
@@ -169,3 +169,10 @@ def test_parse_keeps_raw_strings_to_tell_missing_from_unparseable(spark: SparkSe
         "price",
         "event_time",
     ]
+
+
+def test_raw_schema_names_columns_no_version_knows_by_position() -> None:
+    """Drift is dropped, so its names are free: positional ones never clash with ours."""
+    schema = raw_schema(["event_id", "record_raw", "_c2", "source_file", "price"])
+    assert schema.names == ["event_id", "_c1", "_c2", "_c3", "price"]
+    assert {field.dataType.simpleString() for field in schema.fields} == {"string"}

@@ -59,11 +59,18 @@ R3 = [  # v3
     view(33, price="19.99", user_segment="vip", referrer=""),  # invalid (and late)
     event(34, event_id=uid(31)),  # duplicate of line 1 of the same file
 ]
+R4_TEXT = f"{uid(41)},42,purchase,1001,2024-06-01T10:00:00Z"  # v1, one field short
+R4 = [  # v1, malformed: the fields as Spark splits them, and the text as written
+    event(41, price="2024-06-01T10:00:00Z", event_time="", record=R4_TEXT),
+]
 
 
 @pytest.fixture(scope="module")
 def enriched(spark: SparkSession) -> Iterator[DataFrame]:
-    batch = latest_batch(spark, {"r1.csv": ("v1", R1), "r2.csv": ("v2", R2), "r3.csv": ("v3", R3)})
+    batch = latest_batch(
+        spark,
+        {"r1.csv": ("v1", R1), "r2.csv": ("v2", R2), "r3.csv": ("v3", R3), "r4.csv": ("v1", R4)},
+    )
     frame = enrich_events(validate_events(batch, RULES), WATERMARK_S, PROCESSED).cache()
     yield frame
     frame.unpersist()
@@ -198,6 +205,14 @@ def test_dead_letters(enriched: DataFrame) -> None:
             "error_detail": f"DUPLICATE_EVENT_ID: event_id='{uid(31)}'",
             "schema_version": "v3",
         },
+        ("r4.csv", 1): {
+            "source_file": "r4.csv",
+            "source_line": 1,
+            "event_id": uid(41),
+            "error_codes": ["MALFORMED_ROW"],
+            "error_detail": f"MALFORMED_ROW: record='{R4_TEXT}'",
+            "schema_version": "v1",
+        },
     }
     # the producer's field names and raw text, only the version's fields, blanks as null
     v1_line2 = {name: R1[1][name] for name in V1.column_names}
@@ -209,6 +224,10 @@ def test_dead_letters(enriched: DataFrame) -> None:
     assert records[("r3.csv", 3)] == expected_v3
     assert list(records[("r3.csv", 3)]) == list(V3.column_names)
     assert records[("r3.csv", 3)]["quantity"] is None and records[("r3.csv", 3)]["price"] == "19.99"
+    # a malformed row adds its text as written to the fields as split
+    v1_as_split = {name: R4[0][name] or None for name in V1.column_names}
+    assert records[("r4.csv", 1)] == {**v1_as_split, "record": R4_TEXT}
+    assert list(records[("r4.csv", 1)]) == [*V1.column_names, "record"]
 
 
 def test_file_metrics(enriched: DataFrame) -> None:
@@ -243,5 +262,14 @@ def test_file_metrics(enriched: DataFrame) -> None:
             "rows_late": 1,  # the late invalid row (line 3) is not counted
             "error_counts": '{"DUPLICATE_EVENT_ID":1,"UNEXPECTED_PRICE":1,'
             '"INVALID_USER_SEGMENT":1}',
+        },
+        "r4.csv": {
+            "source_file": "r4.csv",
+            "schema_version": "v1",
+            "rows_read": 1,
+            "rows_valid": 0,
+            "rows_invalid": 1,
+            "rows_late": 0,
+            "error_counts": '{"MALFORMED_ROW":1}',
         },
     }

@@ -12,11 +12,11 @@ from pyspark.sql.types import IntegerType, StringType, StructField, StructType, 
 
 from ecom_assets.schema.detection import detect_header
 from ecom_assets.schema.migration import to_latest
-from ecom_assets.schema.parsing import raw_schema
+from ecom_assets.schema.parsing import RECORD, raw_name, raw_schema
 from ecom_assets.schema.versions import version_by_name
 from ecom_assets.transforms.validate import ValidationRules
 
-KEEP = ("source_file", "source_line", "arrived_at")
+KEEP = ("source_file", "source_line", raw_name(RECORD), "arrived_at")
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 ARRIVED = datetime(2024, 6, 1, 11, 0, tzinfo=UTC)
 RULES = ValidationRules(now=NOW, future_tolerance_s=300, max_price=10_000.0, max_quantity=100)
@@ -67,7 +67,8 @@ def latest_batch(
     """The union of each file's ``to_latest`` output with source_file, source_line, arrived_at.
 
     Each file's header is detected by the registry and its records become the all-string rows a
-    CSV read gives: an empty field is NULL (Spark's default), other text is kept verbatim.
+    CSV read gives: an empty field is NULL (Spark's default), other text is kept verbatim. A
+    record's ``record`` value, if any, is the text the reader keeps for a malformed record.
     """
     frames = []
     for name, (version_name, records) in files.items():
@@ -75,7 +76,8 @@ def latest_batch(
         assert match.version is not None, match.reason
         arrived = arrived_at if isinstance(arrived_at, datetime) else arrived_at[name]
         rows = [
-            [record.get(column, "") or None for column in match.columns] + [name, line, arrived]
+            [record.get(column, "") or None for column in match.columns]
+            + [name, line, record.get(RECORD), arrived]
             for line, record in enumerate(records, start=1)
         ]
         schema = StructType(
@@ -83,6 +85,7 @@ def latest_batch(
                 *raw_schema(match.columns).fields,
                 StructField("source_file", StringType()),
                 StructField("source_line", IntegerType()),
+                StructField(raw_name(RECORD), StringType()),
                 StructField("arrived_at", TimestampType()),
             ]
         )

@@ -1,5 +1,5 @@
 """validate_events: each ErrorCode alone, several at once, normalisation before validation, the
-batch-wide duplicate rule, and agreement with the generator's ground truth.
+per-file duplicate rule, and agreement with the generator's ground truth.
 
 All cases run as one batch (one Spark action); the parametrized tests look their row up.
 """
@@ -14,7 +14,9 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql.types import ArrayType, StringType
 
+from ecom_assets.resources.event_reader import ReadableFile, read_event_files
 from ecom_assets.schema.contract import ErrorCode
+from ecom_assets.schema.detection import detect_file
 from ecom_assets.settings import QualitySettings
 from ecom_assets.transforms.enrich import enrich_events
 from ecom_assets.transforms.validate import (
@@ -57,6 +59,7 @@ def n() -> int:
 
 
 # -- one defect, exactly one code (the generator's anomaly shapes and edge values)
+case("malformed_row", event(n(), record="a,b,c"), E.MALFORMED_ROW)
 case("missing_event_id", event(n(), event_id=""), E.MISSING_EVENT_ID)
 case("missing_event_id_spaces", event(n(), event_id=" \t "), E.MISSING_EVENT_ID)
 case("invalid_event_id", event(n(), event_id="evt-00000000abcd"), E.INVALID_EVENT_ID)
@@ -143,6 +146,11 @@ case(
     event(n(), event_type="click", user_id="", quantity="2"),
     E.INVALID_EVENT_TYPE,
 )
+case(
+    "malformed_hides_field_rules",
+    event(n(), event_id="", price="-1", event_time="soon", record="1,2"),
+    E.MALFORMED_ROW,
+)
 case("missing_type_hides_type_rules", event(n(), event_type="", user_id=""), E.MISSING_EVENT_TYPE)
 case(
     "invalid_type_keeps_value_rules",
@@ -218,7 +226,7 @@ CASES = {name: (version, codes) for name, version, _, codes in _CASES}
 CASE_FILES = {version: f"cases_{version}.csv" for version in ("v1", "v2", "v3")}
 
 # -- duplicates: first = smallest (source_file, source_line), across files of the batch
-D1, D2, D3, D5 = uid(1), uid(2), uid(3), uid(5)
+D1, D2, D3, D5, D6 = uid(1), uid(2), uid(3), uid(5), uid(6)
 DUP_A = [
     event(9001, event_id=D2),
     event(9002, event_id=D1, user_segment="vip"),  # first D1 (in dup_a < dup_b), itself invalid
@@ -230,6 +238,9 @@ DUP_A = [
     event(9008, event_id=""),
     event(9009, event_id=D5),
     event(9010, event_id=D5),  # line 10 after line 9: ordered as numbers
+    event(9011, event_id=D6, record="x"),  # a malformed row's id is not trusted: no duplicate
+    event(9012, event_id=D6),
+    event(9013, event_id=D5, record="x"),
 ]
 DUP_B = [event(9101, event_id=D1), event(9102, event_id=D3)]
 DUP_EXPECTED = {
@@ -243,6 +254,9 @@ DUP_EXPECTED = {
     ("dup_a.csv", 8): [E.MISSING_EVENT_ID],
     ("dup_a.csv", 9): [],
     ("dup_a.csv", 10): [E.DUPLICATE_EVENT_ID],
+    ("dup_a.csv", 11): [E.MALFORMED_ROW],
+    ("dup_a.csv", 12): [],
+    ("dup_a.csv", 13): [E.MALFORMED_ROW],
     ("dup_b.csv", 1): [],  # the same id in another file is a replay, not an error
     ("dup_b.csv", 2): [],
 }
@@ -310,34 +324,34 @@ def test_rules_from_settings() -> None:
 
 
 def test_generator_ground_truth(spark: SparkSession, tmp_path: Path) -> None:
-    """Generated files (all versions, half anomalies, late and replayed rows) validate and flag
-    lateness exactly as the generator's truth says; a replay of an earlier file is valid here
-    (the sink skips it as a duplicate)."""
+    """Generated files (all versions, half anomalies, late and replayed rows), read as ingestion
+    reads them, validate and flag lateness exactly as the generator's truth says; a replay of an
+    earlier file is valid here (the sink skips it as a duplicate)."""
     _, input_dir, truth_dir = run_generator(
         tmp_path, files=6, events_per_file=150, schema="mixed", seed=7, anomaly_rate=0.5
     )
-    files: dict[str, tuple[str, list[dict[str, str]]]] = {}
-    arrived: dict[str, datetime] = {}
+    files: list[ReadableFile] = []
+    versions: set[str] = set()
     expected: dict[tuple[str, int], tuple[list[str], bool]] = {}
     for path in csv_files(input_dir):
         _, records = read_csv(path)
         truth = read_truth(truth_dir, path)
-        files[path.name] = (truth["schema_version"], records)
-        file_us = epoch_us(truth["file_time"])
-        arrived[path.name] = datetime.fromtimestamp(file_us / 1_000_000, tz=UTC)
+        versions.add(truth["schema_version"])
+        arrived = datetime.fromtimestamp(epoch_us(truth["file_time"]) / 1_000_000, tz=UTC)
+        files.append(ReadableFile(path, detect_file(path), arrived, landed_at=arrived))
         lines = {entry["line"]: entry for entry in truth["lines"]}
         for line in range(1, len(records) + 1):
             entry = lines.get(line, {"codes": [], "replayed": False, "late": False})
             line_codes = entry["codes"]
             expected[(path.name, line)] = (line_codes, entry["late"] and not line_codes)
-    assert {version for version, _ in files.values()} == {"v1", "v2", "v3"}
+    assert versions == {"v1", "v2", "v3"}
     rules = ValidationRules(
-        now=max(arrived.values()),
+        now=max(file.arrived_at for file in files),
         future_tolerance_s=LIMITS.future_tolerance_s,
         max_price=LIMITS.max_price,
         max_quantity=LIMITS.max_quantity,
     )
-    batch = latest_batch(spark, files, arrived)
+    batch = read_event_files(spark, files)
     enriched = enrich_events(validate_events(batch, rules), LIMITS.late_watermark_s, NOW)
     rows = enriched.select("source_file", "source_line", "error_codes", "is_late").collect()
     actual = {

@@ -51,7 +51,7 @@ ANALYTICS_ASSETS = (
     "v_data_quality_dashboard", "v_user_sessions",
 )  # fmt: skip
 METRICS_CHECKS = ("validity_rate", "error_concentration", "rows_conserved")
-FILES = 4  # 200 rows; seed 7 always injects one anomaly: a dead letter, every check passes
+FILES = 4  # 200 rows; seed 7 injects a few anomalies (dead letters), every check passes
 UI_TIMEOUT_MS = 30_000
 ROW = '[class*="VirtualizedTable_row"]'  # a row of Dagster's lists: runs, assets, checks
 

@@ -56,7 +56,8 @@ contract.ErrorCode; the kind is drawn uniformly among those the file's version c
     INVALID_QUANTITY*, unexpected_quantity UNEXPECTED_QUANTITY*, missing_event_time
     MISSING_EVENT_TIME, invalid_event_time INVALID_EVENT_TIME, future_event_time
     FUTURE_EVENT_TIME (1-6 h beyond ECOM_QUALITY_FUTURE_TOLERANCE_S), invalid_user_segment
-    INVALID_USER_SEGMENT*; and replayed (no code): an exact copy of a row of an earlier file of
+    INVALID_USER_SEGMENT*, malformed_row MALFORMED_ROW (one of the version's fields left out);
+    and replayed (no code): an exact copy of a row of an earlier file of
     the same run, a duplicate the pipeline skips. (* v2/v3 only.)
 Late events (``--late-rate``, default 2 %) are valid events whose event_time is 1 min to 3 h
 older than the file's time minus ECOM_QUALITY_LATE_WATERMARK_S; on-time events lie within the

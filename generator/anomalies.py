@@ -2,8 +2,10 @@
 
 A kind names the event types of the valid row it starts from (always a registered user's, so no
 rule but its own can fire) and the defect it applies; `code` is the single ErrorCode the
-pipeline must report for it. Two kinds copy an earlier row instead: `duplicate_event_id` repeats
-a row of the same file (DUPLICATE_EVENT_ID), `replayed` repeats a row of an earlier file, which
+pipeline must report for it. `malformed_row` leaves one field out, so the row is one field
+short of its header (an extra field could not survive: run.py cuts rows to the version's width
+when writing). Two kinds copy an earlier row instead: `duplicate_event_id` repeats a row of the
+same file (DUPLICATE_EVENT_ID), `replayed` repeats a row of an earlier file, which
 is a duplicate the pipeline skips, not an error (code None). Kinds that need the v2 columns
 (category, quantity, user_segment) have `min_width` 10 and are never used in v1 files.
 """
@@ -61,12 +63,14 @@ class Limits:
 
 @dataclass(frozen=True)
 class Defect:
-    """What a defect may use: randomness, thresholds, the file's time and the time format."""
+    """What a defect may use: randomness, thresholds, the file's time and the time format, and
+    the number of fields of the file's schema version."""
 
     rng: random.Random
     limits: Limits
     now_us: int
     format_time: Callable[[int], str]
+    width: int
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,12 @@ INVALID_TIMES = (
     "yesterday",
     "2026-02-30T10:00:00+00:00",
 )
+
+
+def _drop_field(row: list[str], d: Defect) -> None:
+    """One of the version's fields is left out: the others shift left, one short of the header."""
+    del row[d.width :]
+    del row[d.rng.randrange(d.width)]
 
 
 def _missing(column: int) -> Callable[[list[str], Defect], None]:
@@ -205,6 +215,7 @@ def _invalid_segment(row: list[str], d: Defect) -> None:
 E = ErrorCode
 V2 = WIDTH["v2"]
 KINDS: tuple[AnomalyKind, ...] = (
+    AnomalyKind("malformed_row", E.MALFORMED_ROW, ALL_TYPES, _drop_field),
     AnomalyKind("missing_event_id", E.MISSING_EVENT_ID, ALL_TYPES, _missing(EVENT_ID)),
     AnomalyKind("invalid_event_id", E.INVALID_EVENT_ID, ALL_TYPES, _invalid_event_id),
     AnomalyKind("duplicate_event_id", E.DUPLICATE_EVENT_ID, (), copies="file"),

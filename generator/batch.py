@@ -77,7 +77,7 @@ class BatchBuilder:
         random_ = rng.random
         model_row = self._model.row
         kinds = [kind for kind in KINDS if width >= kind.min_width]
-        defect = Defect(rng, self._limits, now_us, self._format_time)
+        defect = Defect(rng, self._limits, now_us, self._format_time, width)
         span = max(now_us - start_us, 0)
         step = max(span // count, 1)
         originals: list[tuple[list[str], int]] = []

@@ -1,8 +1,9 @@
 """The input, processed and quarantine directories: listing, fingerprints and moves.
 
 Only regular `*.csv` files directly inside the input directory are candidates: hidden and
-temporary files (a producer's half-written `.name.tmp`), symlinks, sub-directories and files
-still changing (modified less than the settle time ago) are left alone. Moves are renames within
+temporary files (a producer's half-written `.name.tmp`), symlinks, sub-directories, FIFOs, files
+still changing (modified less than the settle time ago) and names that are not UTF-8 (the
+ledger, a PostgreSQL text column, cannot hold them) are left alone. Moves are renames within
 one file system, so a file is always in exactly one directory.
 """
 
@@ -44,6 +45,8 @@ def list_input_files(input_dir: Path, settle_s: float, now: datetime) -> list[In
     for entry in entries:
         if entry.name.startswith(".") or not entry.name.endswith(".csv"):
             continue
+        if not _is_utf8(entry.name):
+            continue
         if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
             continue
         stat = entry.stat(follow_symlinks=False)
@@ -59,6 +62,15 @@ def list_input_files(input_dir: Path, settle_s: float, now: datetime) -> list[In
             )
         )
     return sorted(files, key=lambda file: file.name)
+
+
+def _is_utf8(name: str) -> bool:
+    """False for a name holding bytes that are not UTF-8 (os.scandir keeps them as surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def sha256_of(path: Path) -> str:

@@ -5,7 +5,8 @@ each group is read with every column as a string and migrated to the latest vers
 groups are unioned. Each row keeps its source file and its record number within the file
 (1-based, header excluded): Spark reads a file's rows in order, so numbering them by a
 monotonically increasing id within the file gives the record number, and a dead letter can
-always be traced back to its line.
+always be traced back to its line. A record with more or fewer fields than its header keeps
+its text in ``record_raw`` (see schema/parsing.py), for validation to dead-letter it whole.
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
 from ecom_assets.schema.detection import HeaderMatch
+from ecom_assets.schema.file_checks import MAX_FIELDS
 from ecom_assets.schema.migration import to_latest
-from ecom_assets.schema.parsing import raw_schema
-
-KEEP_COLUMNS = ("source_file", "source_line", "arrived_at")
+from ecom_assets.schema.parsing import RECORD, raw_name, raw_schema
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,11 @@ class ReadableFile:
 
 
 def read_event_files(spark: SparkSession, files: Sequence[ReadableFile]) -> DataFrame:
-    """One DataFrame of LATEST's parsed and raw columns plus source_file/line and arrived_at."""
+    """One DataFrame of LATEST's parsed and raw columns, source_file/line, record_raw, arrived_at.
+
+    Rows are matched to their file by name; file_checks admits only names that Spark's
+    ``_metadata.file_name`` gives back unchanged.
+    """
     groups: dict[tuple[str, ...], list[ReadableFile]] = defaultdict(list)
     for file in files:
         groups[tuple(file.header.columns)].append(file)
@@ -62,11 +66,18 @@ def read_event_files(spark: SparkSession, files: Sequence[ReadableFile]) -> Data
 
 def _read_group(spark: SparkSession, files: list[ReadableFile]) -> DataFrame:
     header = files[0].header
+    record = raw_name(RECORD)
+    schema = StructType([*raw_schema(header.columns).fields, StructField(record, StringType())])
     raw = (
-        spark.read.option("header", True)
-        .option("multiLine", True)  # quoted newlines stay inside their record
-        .option("mode", "PERMISSIVE")
-        .schema(raw_schema(header.columns))
+        spark.read.options(
+            header=True,
+            multiLine=True,  # quoted newlines stay inside their record
+            escape='"',  # RFC 4180, as csv.writer and pandas write: "" is a quote in a field
+            mode="PERMISSIVE",
+            columnNameOfCorruptRecord=record,  # a record of the wrong width keeps its text
+            maxColumns=MAX_FIELDS,  # wider lines are quarantined by file_checks
+        )
+        .schema(schema)
         .csv([str(file.path) for file in files])
         .withColumn("source_file", F.col("_metadata.file_name"))
         .withColumn("_read_order", F.monotonically_increasing_id())
@@ -75,4 +86,4 @@ def _read_group(spark: SparkSession, files: list[ReadableFile]) -> DataFrame:
         "source_line",
         F.row_number().over(Window.partitionBy("source_file").orderBy("_read_order")),
     ).drop("_read_order")
-    return to_latest(numbered, header.version, keep=["source_file", "source_line"])
+    return to_latest(numbered, header.version, keep=["source_file", "source_line", record])

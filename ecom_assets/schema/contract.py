@@ -75,6 +75,7 @@ class ErrorCode(StrEnum):
     Each code is one rule, so an injected anomaly maps to exactly one code.
     """
 
+    MALFORMED_ROW = "MALFORMED_ROW"  # more or fewer fields than its header; no other code then
     MISSING_EVENT_ID = "MISSING_EVENT_ID"  # blank event_id
     INVALID_EVENT_ID = "INVALID_EVENT_ID"  # not a UUID
     DUPLICATE_EVENT_ID = "DUPLICATE_EVENT_ID"  # second and later rows of one id within a file

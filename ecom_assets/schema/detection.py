@@ -9,7 +9,8 @@ has, never a guess from which required columns happen to be present. Policy:
 - A header with all of a version's columns plus columns no version knows (say a producer
   rolled out v4 first) is ingestible as the newest such version: the extra columns are drift,
   reported and dropped.
-- Not ingestible (``version`` is None, the file is quarantined with ``reason``): an empty header,
+- Not ingestible (``version`` is None, the file is quarantined with ``reason``): a file name or
+  content Spark and PostgreSQL cannot take faithfully (file_checks.py), an empty header,
   duplicated columns (which value counts?), or a header lacking columns of the version it
   resembles most. That includes an older version plus some columns of a newer one: a damaged
   newer file, where dropping those columns would lose data silently and reading it as the newer
@@ -22,9 +23,10 @@ from __future__ import annotations
 import csv
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ecom_assets.schema.file_checks import content_problem, name_problem
 from ecom_assets.schema.versions import VERSIONS, SchemaVersion
 
 HEADER_MAX_CHARS = 64 * 1024
@@ -95,8 +97,11 @@ def read_header(path: str | Path) -> str:
 
 
 def detect_file(path: str | Path) -> HeaderMatch:
-    """Detect a file's version from its first line only."""
-    return detect_header(read_header(path))
+    """Detect a file's version from its first line only; a file whose name or bytes cannot be
+    read faithfully (file_checks) is not ingestible, whatever its header says."""
+    match = detect_header(read_header(path))
+    problem = name_problem(Path(path).name) or content_problem(path)
+    return match if problem is None else replace(match, version=None, reason=problem)
 
 
 def detect_header(header: str | Sequence[str]) -> HeaderMatch:

@@ -12,6 +12,10 @@ Rules, per ``Kind``: surrounding whitespace is trimmed and a blank value is NULL
 rounded to cents; timestamps are ISO 8601 with 'T' or space, optional fraction, and "Z",
 "+00:00" or "+0000" offsets, no offset meaning UTC (not the session's time zone); codes are
 lower-cased; an event id must be a UUID.
+
+A record whose number of fields differs from its header's cannot be split reliably (which field
+is missing, which one is extra?): the reader keeps its text as written in ``record_raw``
+(``raw_name(RECORD)``, Spark's corrupt-record column), NULL for every well-formed record.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from ecom_assets.schema.versions import Field, Kind, SchemaVersion
+from ecom_assets.schema.versions import LATEST, Field, Kind, SchemaVersion
 
 RAW_SUFFIX = "_raw"
+RECORD = "record"
+"""The pseudo-field whose raw value is a malformed record's text (see the module docstring)."""
 
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 WHOLE_PATTERN = r"^[+-]?[0-9]+(\.0*)?$"
@@ -39,13 +45,26 @@ def raw_schema(columns: Sequence[str]) -> StructType:
     """All-string read schema for a file's normalised header columns (``HeaderMatch.columns``).
 
     Spark applies it by position, so the columns get canonical names whatever the header's case
-    or padding: ``spark.read.csv(path, header=True, schema=raw_schema(match.columns))``.
+    or padding: ``spark.read.csv(path, header=True, schema=raw_schema(match.columns))``. Columns
+    no version knows (drift, dropped by ``parse``) are named by position, ``_c<i>``, so that no
+    producer's name can clash with a column the pipeline adds, such as ``record_raw``.
     """
-    return StructType([StructField(name, StringType(), nullable=True) for name in columns])
+    known = set(LATEST.column_names)  # versions only add columns
+    return StructType(
+        [
+            StructField(name if name in known else f"_c{position}", StringType(), nullable=True)
+            for position, name in enumerate(columns)
+        ]
+    )
 
 
 def raw_name(field: str) -> str:
     return field + RAW_SUFFIX
+
+
+def is_malformed() -> Column:
+    """True where the record had more or fewer fields than its header."""
+    return F.col(raw_name(RECORD)).isNotNull()
 
 
 def is_blank(field: str) -> Column:

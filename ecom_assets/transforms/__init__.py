@@ -1,7 +1,7 @@
 """Row-level transforms of the ingest job: pure DataFrame -> DataFrame functions, no I/O.
 
 Order, per batch of files (the union of each file's ``schema.migration.to_latest`` output, with
-``keep=["source_file", "source_line", "arrived_at"]``):
+``keep=["source_file", "source_line", "record_raw"]``, joined with each file's ``arrived_at``):
 
 1. ``validate.validate_events`` adds ``error_codes`` (every failed rule; empty means valid);
 2. ``enrich.enrich_events`` derives category, quantity default, total, time parts, late flag;

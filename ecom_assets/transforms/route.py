@@ -11,7 +11,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from ecom_assets.schema.contract import ErrorCode
-from ecom_assets.schema.parsing import raw_name, trimmed
+from ecom_assets.schema.parsing import RECORD, is_malformed, raw_name, trimmed
 from ecom_assets.schema.versions import LATEST, SCHEMA_VERSION_COLUMN, VERSIONS, SchemaVersion
 from ecom_assets.transforms.validate import CODE_FIELDS, ERROR_CODES_COLUMN
 
@@ -120,11 +120,19 @@ def _shown(fields: tuple[str, ...]) -> Column:
 def raw_record() -> Column:
     """JSON object of the raw values under the producer's field names, for the row's version.
 
-    Fields of the version are all present (blank ones as null); fields it lacks are absent.
+    Fields of the version are all present (blank ones as null); fields it lacks are absent. A
+    malformed row adds ``record``, its text as written: its fields as Spark split them (extra
+    ones dropped, missing ones null) are a starting point for a fix, not what was written.
     """
+    return F.when(is_malformed(), _raw_record(with_text=True)).otherwise(
+        _raw_record(with_text=False)
+    )
 
+
+def _raw_record(with_text: bool) -> Column:
     def as_json(version: SchemaVersion) -> Column:
-        fields = [F.col(raw_name(name)).alias(name) for name in version.column_names]
+        names = [*version.column_names, RECORD] if with_text else version.column_names
+        fields = [F.col(raw_name(name)).alias(name) for name in names]
         return F.to_json(F.struct(*fields), {"ignoreNullFields": "false"})
 
     version_of_row = F.col(SCHEMA_VERSION_COLUMN)

@@ -5,6 +5,7 @@ Rules read the parsed columns and tell "missing" from "unparseable" with ``parsi
 "5.0" ids, time offsets), never a migration default: a v1 purchase has quantity 1 by default
 but no quantity to check. Every rule is evaluated on every row in one projection, plus one
 window over event_id for duplicates, so a row's dead letter lists all its defects at once.
+The batch also carries ``record_raw``, the text of a malformed record (schema/parsing.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ecom_assets.schema.contract import (
     USER_SEGMENTS,
     ErrorCode,
 )
-from ecom_assets.schema.parsing import is_blank, is_unparseable
+from ecom_assets.schema.parsing import RECORD, is_blank, is_malformed, is_unparseable
 from ecom_assets.settings import QualitySettings
 from ecom_assets.transforms.expressions import is_in, product_category, utc_micros
 
@@ -34,6 +35,7 @@ ERROR_CODES_COLUMN = "error_codes"
 E = ErrorCode
 
 CODE_FIELDS: dict[ErrorCode, tuple[str, ...]] = {
+    E.MALFORMED_ROW: (RECORD,),
     E.MISSING_EVENT_ID: ("event_id",),
     E.INVALID_EVENT_ID: ("event_id",),
     E.DUPLICATE_EVENT_ID: ("event_id",),
@@ -106,12 +108,15 @@ def rule_conditions(rules: ValidationRules) -> dict[ErrorCode, Column]:
     bad_quantity = is_unparseable("quantity") | (quantity < 1) | (quantity > rules.max_quantity)
     known_segment = is_in(col("user_segment"), USER_SEGMENTS)
     max_price = F.lit(Decimal(repr(float(rules.max_price))))
+    malformed = is_malformed()
     # per file: a file's outcome must not depend on which other files share its batch
-    by_id = Window.partitionBy("source_file", "event_id").orderBy("source_line")
+    event_id = F.when(~malformed, col("event_id"))  # a malformed record's id is not trusted
+    by_id = Window.partitionBy(F.col("source_file"), event_id).orderBy("source_line")
     return {
+        E.MALFORMED_ROW: malformed,
         E.MISSING_EVENT_ID: is_blank("event_id"),
         E.INVALID_EVENT_ID: is_unparseable("event_id"),
-        E.DUPLICATE_EVENT_ID: col("event_id").isNotNull() & (F.row_number().over(by_id) > 1),
+        E.DUPLICATE_EVENT_ID: event_id.isNotNull() & (F.row_number().over(by_id) > 1),
         E.INVALID_USER_ID: ~is_blank("user_id") & (user_id.isNull() | (user_id < 0)),
         E.USER_REQUIRED: is_in(event_type, USER_REQUIRED_EVENT_TYPES) & (user_id == 0),
         E.MISSING_EVENT_TYPE: is_blank("event_type"),
@@ -146,6 +151,9 @@ def validate_events(df: DataFrame, rules: ValidationRules) -> DataFrame:
 
     Precedence, so that a row never gets a code that merely follows from another:
 
+    - MALFORMED_ROW (more or fewer fields than the header) is the row's only code: its values
+      may sit in the wrong columns, so no field rule judges them, and its event id neither is
+      nor makes a duplicate.
     - Type-dependent rules (USER_REQUIRED, MISSING_PRICE, NON_POSITIVE_PURCHASE_PRICE,
       UNEXPECTED_PRICE, UNEXPECTED_QUANTITY) need a known event_type; a missing or invalid type
       reports only itself there.
@@ -161,4 +169,10 @@ def validate_events(df: DataFrame, rules: ValidationRules) -> DataFrame:
     """
     conditions = rule_conditions(rules)
     codes = [F.when(conditions[code], F.lit(code.value)) for code in ErrorCode]
-    return df.withColumn(ERROR_CODES_COLUMN, F.array_compact(F.array(*codes)))
+    malformed_only = F.array(F.lit(E.MALFORMED_ROW.value))
+    return df.withColumn(
+        ERROR_CODES_COLUMN,
+        F.when(conditions[E.MALFORMED_ROW], malformed_only).otherwise(
+            F.array_compact(F.array(*codes))
+        ),
+    )

@@ -1,0 +1,110 @@
+"""File names and bytes Spark and PostgreSQL cannot take faithfully (pure Python, no Spark)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ecom_assets.schema.detection import detect_file
+from ecom_assets.schema.file_checks import MAX_FIELDS, SCAN_CHUNK, content_problem, name_problem
+from ecom_assets.schema.versions import V1
+
+HEADER = ",".join(V1.column_names).encode() + b"\n"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "events_20260129T103020123456Z_1a2b3c4d.csv",
+        "events_20260129T103020123456Z_replay-0a1b2c3d.csv",
+        "export(1);v=2,a&b+c@d!~'$.csv",
+        "café_名前.csv",
+        "cafe\u0301.csv",  # decomposed, as macOS writes names
+    ],
+)
+def test_names_spark_reads_literally(name: str) -> None:
+    assert name_problem(name) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("my export.csv", "' '"),
+        ("..\\..\\..%2Fescape.csv", "'%' '\\\\'"),
+        ("[1]{a,b}*?.csv", "'*' '?' '[' ']' '{' '}'"),
+        ("10:00.csv", "':'"),
+        ('a"b#c^d`e|f<g>.csv', "'\"' '#' '<' '>' '^' '`' '|'"),
+        ("tab\tnew\nline.csv", "'\\t' '\\n'"),
+        ("no\u00a0break\u2028.csv", "'\\xa0' '\\u2028'"),
+    ],
+)
+def test_names_spark_would_misread(name: str, shown: str) -> None:
+    reason = name_problem(name)
+    assert reason is not None
+    assert f"cannot read literally ({shown}); rename the file" in reason
+
+
+def write(tmp_path: Path, content: bytes) -> Path:
+    path = tmp_path / "events.csv"
+    path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        HEADER,
+        HEADER + "São Paulo,🦊\r\n".encode(),
+        HEADER + b"x," * (MAX_FIELDS - 1) + b"x\n",  # exactly MAX_FIELDS fields
+        HEADER + b"a,b,c\r" * MAX_FIELDS,  # many commas, but on short (CR-ended) lines
+    ],
+    ids=["empty", "header", "multibyte", "widest", "cr-lines"],
+)
+def test_content_that_passes(tmp_path: Path, content: bytes) -> None:
+    assert content_problem(write(tmp_path, content)) is None
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (HEADER + b"M\xfcnchen\n", f"byte 0xfc at byte {len(HEADER) + 1} (line 2)"),
+        (b"\x1f\x8b\x08\x00", "byte 0x8b at byte 1 (line 1)"),
+        (HEADER + "é".encode()[:1], f"byte 0xc3 at byte {len(HEADER)} (line 2)"),  # cut short
+        (HEADER + b"a\r\nb\x00", f"NUL byte at byte {len(HEADER) + 4} (line 3): PostgreSQL text"),
+        (HEADER + b"a\n" + b"," * MAX_FIELDS, f"line 3 has more fields than the {MAX_FIELDS}"),
+    ],
+    ids=["latin-1", "gzip", "truncated-character", "nul", "too-wide"],
+)
+def test_content_that_is_refused_says_where(tmp_path: Path, content: bytes, reason: str) -> None:
+    problem = content_problem(write(tmp_path, content))
+    assert problem is not None and reason in problem
+
+
+def test_utf8_is_checked_across_chunk_boundaries(tmp_path: Path) -> None:
+    character = "é".encode()
+    straddling = b"a" * (SCAN_CHUNK - 1) + character + b"\n"
+    assert content_problem(write(tmp_path, straddling)) is None
+    broken = b"a" * (SCAN_CHUNK - 1) + character[:1] + b"b\n"  # held back, then invalid
+    assert f"byte 0xc3 at byte {SCAN_CHUNK - 1} (line 1)" in str(
+        content_problem(write(tmp_path, broken))
+    )
+
+
+def test_width_is_counted_across_chunk_boundaries(tmp_path: Path) -> None:
+    wide = HEADER + b"a\n" + b"x" * (SCAN_CHUNK - 100) + b"," * MAX_FIELDS + b"\n"
+    assert f"line 3 has more fields than the {MAX_FIELDS}" in str(
+        content_problem(write(tmp_path, wide))
+    )
+
+
+def test_a_refused_file_is_not_ingestible_and_keeps_its_header_report(tmp_path: Path) -> None:
+    match = detect_file(write(tmp_path, HEADER + b"M\xfcnchen\n"))
+    assert not match.ingestible
+    assert match.reason.startswith("not UTF-8 text")
+    assert match.closest is V1 and match.columns == V1.column_names
+    assert detect_file(write(tmp_path, HEADER)).version is V1
+    named = tmp_path / "my events.csv"
+    named.write_bytes(HEADER)
+    assert "file name" in detect_file(named).reason
