@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -21,9 +22,10 @@ from ecom_assets.stack.processes import free_port, stop_group
 from ecom_assets.stack.spark_connect_server import LocalSparkConnect
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[EmbeddedPostgres]:
-    root = Path(tempfile.mkdtemp(prefix="ecom-test-pg-"))
+@contextmanager
+def throwaway_postgres(prefix: str) -> Iterator[EmbeddedPostgres]:
+    """A started embedded server in a temporary directory on a free port, removed after."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     root.chmod(0o755)  # the server may run as an unprivileged user under root
     server = EmbeddedPostgres(root=root, port=free_port(), bin_dir=find_bin_dir())
     server.start()
@@ -32,6 +34,12 @@ def postgres_server() -> Iterator[EmbeddedPostgres]:
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[EmbeddedPostgres]:
+    with throwaway_postgres("ecom-test-pg-") as server:
+        yield server
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ run (between staging the valid and the invalid rows of a batch) and started agai
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -17,8 +15,8 @@ from ecom_assets.ingest import ingest_partition
 from ecom_assets.reliability import DependencyUnavailableError
 from ecom_assets.resources.migrations import apply_migrations, discover_migrations
 from ecom_assets.settings import IngestionSettings, ReliabilitySettings, Settings
-from ecom_assets.stack.postgres_server import EmbeddedPostgres, find_bin_dir
-from ecom_assets.stack.processes import free_port
+from ecom_assets.stack.postgres_server import EmbeddedPostgres
+from ecom_assets_tests.conftest import throwaway_postgres
 from ecom_assets_tests.test_fault_support import (
     Backlog,
     RecordingLog,
@@ -42,17 +40,10 @@ RELIABILITY = ReliabilitySettings(
 @pytest.fixture
 def server() -> Iterator[EmbeddedPostgres]:
     """A PostgreSQL of this test's own, so stopping it harms no other test."""
-    root = Path(tempfile.mkdtemp(prefix="ecom-fault-pg-"))
-    root.chmod(0o755)
-    server = EmbeddedPostgres(root=root, port=free_port(), bin_dir=find_bin_dir())
-    server.start()
-    with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
-        apply_migrations(conn, discover_migrations())
-    try:
+    with throwaway_postgres("ecom-fault-pg-") as server:
+        with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
+            apply_migrations(conn, discover_migrations())
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

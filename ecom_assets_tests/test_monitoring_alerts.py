@@ -7,7 +7,7 @@ import base64
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,24 +27,9 @@ from ecom_assets.monitoring.logs import ingest_logger
 from ecom_assets.monitoring.webhook import post_json, redact_url
 from ecom_assets.settings import MonitoringSettings, PathSettings, Settings, load_settings
 from ecom_assets.stack.processes import free_port
+from ecom_assets_tests.test_fault_support import RecordingLog
 
 PARTITION = "2026-01-29-10:00"
-
-
-@dataclass
-class RecordingLog:
-    """A LogSink keeping (level, line) pairs."""
-
-    lines: list[tuple[str, str]] = field(default_factory=list)
-
-    def info(self, msg: str) -> None:
-        self.lines.append(("INFO", msg))
-
-    def warning(self, msg: str) -> None:
-        self.lines.append(("WARNING", msg))
-
-    def error(self, msg: str) -> None:
-        self.lines.append(("ERROR", msg))
 
 
 def make_batch(
