@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ecom_assets.assets.analytics import build_analytics_assets
+from ecom_assets.assets.analytics import build_analytics_assets, build_analytics_schedule
 from ecom_assets.assets.database_schema import database_schema
 from ecom_assets.assets.ingestion import build_ingest_assets
 from ecom_assets.assets.monitoring import build_health_asset, build_health_schedule
@@ -27,7 +27,7 @@ defs = dg.Definitions(
         make_input_files_sensor(ingest_job, settings),
         *build_run_failure_sensors(ingest_job, settings),
     ],
-    schedules=[build_health_schedule(pipeline_health)],
+    schedules=[build_health_schedule(pipeline_health), build_analytics_schedule()],
     resources={
         "postgres": PostgresResource(
             url=settings.database.database_url,

@@ -42,7 +42,10 @@ def test_asset_graph_snapshot() -> None:
     assert checks == {*metrics_checks, "unique_event_ids", "pipeline_healthy"}
     sensors = ["input_files_sensor", "ingest_failure_sensor", "ingest_success_sensor"]
     assert [sensor.name for sensor in defs.sensors] == sensors
-    assert [schedule.name for schedule in defs.schedules] == ["pipeline_health_schedule"]
+    assert [schedule.name for schedule in defs.schedules] == [
+        "pipeline_health_schedule",
+        "analytics_schedule",
+    ]
     ingested = {dg.AssetKey(key) for key in ("ecommerce_events", "dead_letter_events")}
     health_upstream = graph.get(dg.AssetKey("pipeline_health")).parent_keys
     assert health_upstream == {*ingested, dg.AssetKey("data_quality_metrics")}
@@ -77,6 +80,19 @@ def test_materializing_the_schema_and_views_runs_against_postgres(database_url: 
     assert applied.value == migrations
     view = result.asset_materializations_for_node("v_hourly_event_summary")[0]
     assert view.metadata["dagster/row_count"].value == 0
+    # a materialized view shows new events only once its asset refreshed it
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO ecommerce_events (event_id, event_type, product_id, event_time, "
+            "event_date, event_hour, schema_version, source_file, source_line) "
+            "VALUES (gen_random_uuid(), 'view', 1500, now(), current_date, 0, 'v3', 'a.csv', 1)"
+        )
+        assert conn.execute("SELECT count(*) FROM v_hourly_event_summary").fetchone() == (0,)
+    hourly = next(a for a in assets if a.key == dg.AssetKey("v_hourly_event_summary"))
+    refreshed = dg.materialize([hourly], resources={"postgres": postgres})
+    metadata = refreshed.asset_materializations_for_node("v_hourly_event_summary")[0].metadata
+    assert metadata["dagster/row_count"].value == 1
+    assert metadata["refresh_s"].value >= 0
     with psycopg.connect(database_url) as conn:
         stored = conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
     assert stored == (len(migrations),)

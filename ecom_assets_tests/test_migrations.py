@@ -12,13 +12,20 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from ecom_assets.assets.analytics import MATERIALIZED_VIEWS, refresh_view
 from ecom_assets.resources.migrations import (
     MigrationError,
     apply_migrations,
     discover_migrations,
 )
 
-ALL_MIGRATIONS = ["001_tables.sql", "002_views.sql", "003_monitoring.sql", "004_open_alerts.sql"]
+ALL_MIGRATIONS = [
+    "001_tables.sql",
+    "002_views.sql",
+    "003_monitoring.sql",
+    "004_open_alerts.sql",
+    "005_analytics_materialized.sql",
+]
 
 SCHEMA_SNAPSHOT = """
 SELECT table_name, column_name, data_type, is_nullable, coalesce(column_default, '')
@@ -180,6 +187,8 @@ def test_views_answer_and_count_purchases_only_as_revenue(conn) -> None:
     insert_event(conn, user_id=0, event_type="search", price=None, quantity=None,
                  total_amount=None, event_time=base, user_segment=None)  # fmt: skip
 
+    for view in MATERIALIZED_VIEWS:
+        refresh_view(conn, view)
     hourly = conn.execute(
         "SELECT events, views, add_to_carts, purchases, logged_in_users, revenue "
         "FROM v_hourly_event_summary"

@@ -1,0 +1,114 @@
+"""Backlog throughput through the real Dagster job, against the raw PostgreSQL sink ceiling.
+
+For each shape (100 files x 10,000 events, then 10,000 files x 100 by default) it starts the
+whole stack (`ecom up`, generator off), generates the events (v3, 2 % anomalies) beside the input
+directory, renames them all into it at once, and times the sensor-launched runs until every
+file is committed. Then, in the same stack, the sink ceiling: the committed events, COPY'd
+(CSV) into an UNLOGGED staging table and moved with INSERT ... ON CONFLICT into an identical,
+empty, indexed and constrained table, in one transaction. Peak RSS of the stack is sampled too.
+
+    .venv/bin/python bench/backlog.py [--events 1000000] [--shapes 10000,100]
+
+Ends with one line: RESULT <shape>_rows_per_s=... <shape>_ceiling_rows_per_s=...
+<shape>_ratio=... for each shape, and peak_rss_mb=...
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+from harness import PeakRss, Stack, running_stack, wait_committed  # bench/ is the script's dir
+
+
+def generate(stack: Stack, files: int, events_per_file: int) -> Path:
+    """Write the backlog into a directory beside data/input (same file system), untimed."""
+    outside = stack.input_dir.parent / "backlog"
+    start = datetime.now(tz=UTC) - timedelta(minutes=30)
+    subprocess.run(
+        [sys.executable, "-m", "generator", "--output-dir", str(outside),
+         "--log-dir", str(stack.log_dir), "--start-time", start.isoformat(),
+         "--files", str(files), "--events-per-file", str(events_per_file), "--interval", "0",
+         "--schema", "v3", "--anomaly-rate", "0.02", "--late-rate", "0", "--seed", "1"],
+        env=stack.env, check=True, capture_output=True,
+    )  # fmt: skip
+    return outside
+
+
+def ceiling(url: str) -> tuple[int, float]:
+    """Rows and seconds of COPY -> staging -> ON CONFLICT of the committed events."""
+    with psycopg.connect(url) as conn:
+        buffer = io.BytesIO()
+        with conn.cursor().copy("COPY ecommerce_events TO STDOUT (FORMAT csv)") as copy:
+            for chunk in copy:
+                buffer.write(chunk)
+        conn.execute("CREATE TABLE ceiling_events (LIKE ecommerce_events INCLUDING ALL)")
+        conn.execute(
+            "CREATE UNLOGGED TABLE ceiling_stage (LIKE ecommerce_events INCLUDING DEFAULTS)"
+        )
+        conn.commit()
+        started = time.monotonic()
+        with conn.cursor().copy("COPY ceiling_stage FROM STDIN (FORMAT csv)") as copy:
+            copy.write(buffer.getvalue())
+        rows = conn.execute(
+            "INSERT INTO ceiling_events SELECT * FROM ceiling_stage ON CONFLICT (event_id) "
+            "DO NOTHING"
+        ).rowcount
+        conn.commit()
+        return rows, time.monotonic() - started
+
+
+def run_shape(total_events: int, events_per_file: int) -> dict[str, float]:
+    files = total_events // events_per_file
+    with running_stack(generator=False) as stack, PeakRss(stack) as memory:
+        outside = generate(stack, files, events_per_file)
+        print(f"{files} files x {events_per_file} events generated; dropping them", flush=True)
+        for path in sorted(outside.glob("*.csv")):
+            path.rename(stack.input_dir / path.name)
+        seconds = wait_committed(stack.url, files, timeout_s=3600)
+        with psycopg.connect(stack.url) as conn:
+            rows, runs = conn.execute(
+                "SELECT sum(rows_read), count(DISTINCT run_id) FROM data_quality_metrics"
+            ).fetchone()
+        ceiling_rows, ceiling_s = ceiling(stack.url)
+    rate, ceiling_rate = rows / seconds, ceiling_rows / ceiling_s
+    print(
+        f"{files} x {events_per_file}: {rows:,} rows in {seconds:.1f} s by {runs} run(s) = "
+        f"{rate:,.0f} rows/s; sink ceiling {ceiling_rows:,} rows in {ceiling_s:.1f} s = "
+        f"{ceiling_rate:,.0f} rows/s; ratio {rate / ceiling_rate:.2f}; "
+        f"peak RSS {memory.peak / 2**20:,.0f} MB",
+        flush=True,
+    )
+    return {
+        "rows_per_s": rate,
+        "ceiling_rows_per_s": ceiling_rate,
+        "ratio": rate / ceiling_rate,
+        "peak_rss_mb": memory.peak / 2**20,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--shapes", default="10000,100", help="events per file, comma-separated")
+    args = parser.parse_args()
+    results = {int(size): run_shape(args.events, int(size)) for size in args.shapes.split(",")}
+    figures = " ".join(
+        f"f{size}_{key}={value:.0f}" if key != "ratio" else f"f{size}_{key}={value:.2f}"
+        for size, result in results.items()
+        for key, value in result.items()
+        if key != "peak_rss_mb"
+    )
+    peak = max(result["peak_rss_mb"] for result in results.values())
+    print(f"RESULT events={args.events} {figures} peak_rss_mb={peak:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
