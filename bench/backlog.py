@@ -28,13 +28,14 @@ from harness import PeakRss, Stack, running_stack, wait_committed  # bench/ is t
 
 
 def generate(stack: Stack, files: int, events_per_file: int) -> Path:
-    """Write the backlog into a directory beside data/input (same file system), untimed."""
+    """Write the backlog beside data/input (same file system), untimed; files 1 ms apart in
+    simulated time, so every event lies in the past and in one partition."""
     outside = stack.input_dir.parent / "backlog"
     start = datetime.now(tz=UTC) - timedelta(minutes=30)
     subprocess.run(
         [sys.executable, "-m", "generator", "--output-dir", str(outside),
          "--log-dir", str(stack.log_dir), "--start-time", start.isoformat(),
-         "--files", str(files), "--events-per-file", str(events_per_file), "--interval", "0",
+         "--files", str(files), "--events-per-file", str(events_per_file), "--interval", "0.001",
          "--schema", "v3", "--anomaly-rate", "0.02", "--late-rate", "0", "--seed", "1"],
         env=stack.env, check=True, capture_output=True,
     )  # fmt: skip

@@ -27,7 +27,10 @@ defs = dg.Definitions(
         make_input_files_sensor(ingest_job, settings),
         *build_run_failure_sensors(ingest_job, settings),
     ],
-    schedules=[build_health_schedule(pipeline_health), build_analytics_schedule()],
+    schedules=[
+        build_health_schedule(pipeline_health),
+        build_analytics_schedule(settings.dagster.analytics_cron),
+    ],
     resources={
         "postgres": PostgresResource(
             url=settings.database.database_url,

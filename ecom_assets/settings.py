@@ -137,6 +137,20 @@ class DagsterSettings(BaseSettings):
     port: int = Field(3000, ge=1024, le=65535, description="Webserver port.")
     max_concurrent_runs: int = Field(4, ge=1, le=100, description="Runs in progress at once.")
     dequeue_interval_s: int = Field(1, ge=1, le=60, description="Queued run coordinator tick.")
+    analytics_cron: str = Field(
+        "*/5 * * * *", description="When the analytics views are refreshed (cron, UTC)."
+    )
+
+    @field_validator("analytics_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        # Dagster's own check (private, but dagster is pinned exactly): a bad string fails here,
+        # with the variable's name, instead of failing the code location at load
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if not is_valid_cron_string(value):
+            raise ValueError("must be a cron expression such as '*/5 * * * *'")
+        return value
 
 
 class IngestionSettings(BaseSettings):

@@ -56,6 +56,7 @@ def test_paths_resolve_under_home_and_data_dir(monkeypatch: pytest.MonkeyPatch, 
         ("ECOM_DATABASE_URL", "mysql://x", "must be a postgresql:// URL"),
         ("ECOM_GENERATOR_SCHEMA_VERSION", "v9", "ECOM_GENERATOR_SCHEMA_VERSION='v9'"),
         ("ECOM_ALERT_WEBHOOK_URL", "ftp://x", "http:// or https://"),
+        ("ECOM_DAGSTER_ANALYTICS_CRON", "every hour", "cron expression"),
         ("ECOM_RETRY_ATTEMPTS", "many", "ECOM_RETRY_ATTEMPTS='many'"),
     ],
 )
