@@ -206,17 +206,18 @@ def screenshot(page: Page, name: str) -> None:
 
 
 def test_asset_graph_shows_ingestion_and_analytics_assets(page: Page) -> None:
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": 1500})  # all four groups
     page.goto("/asset-groups")
     expect(page.get_by_text("Global asset lineage", exact=True)).to_be_visible()
     graph = page.locator("svg foreignObject")
-    for group in ("platform", "ingestion", "analytics"):
+    for group in ("platform", "ingestion", "analytics", "monitoring"):
         expect(graph.get_by_text(group, exact=True).first).to_be_visible()
     # groups start collapsed: the graph's settings menu expands them to show every asset
     page.get_by_role("button", name="settings", exact=True).click()
     page.get_by_role("menuitem", name="Expand all groups").click()
     page.keyboard.press("Escape")
     page.get_by_role("button", name="panel_show_right", exact=True).click()  # hide the tree
-    for name in (*INGESTION_ASSETS, *ANALYTICS_ASSETS, "database_schema"):
+    for name in (*INGESTION_ASSETS, *ANALYTICS_ASSETS, "database_schema", "pipeline_health"):
         expect(graph.get_by_text(name, exact=True)).to_be_visible()
     metrics_node = graph.filter(has=page.get_by_text("data_quality_metrics", exact=True))
     expect(metrics_node.get_by_text("3 / 3 Passed")).to_be_visible()
