@@ -28,8 +28,10 @@ from ecom_assets.partitions import produced_at
 from ecom_assets.reliability import configure_spark_retries, describe_error, guard_for
 from ecom_assets.resources.event_files import (
     InputFile,
+    is_utf8_name,
     list_input_files,
     move_to_processed,
+    printable_name,
     quarantine,
     sha256_of,
 )
@@ -59,6 +61,7 @@ from ecom_assets.transforms.route import (
 )
 from ecom_assets.transforms.validate import ValidationRules, validate_events
 
+NON_UTF8_NAME = "the file name is not UTF-8 (the ledger cannot store it): rename the file"
 FAILURE_CONNECT_TIMEOUT_S = 3  # recording a failure must not wait long on a server that is down
 
 
@@ -204,6 +207,11 @@ def _ingest_batch(
             raise PartitionBusyError(f"another run is ingesting partition {report.partition}")
         # a repeated attempt skips what the failed one already moved away
         files = [file for file in batch.files if file.path.exists()]
+        for file in files:
+            if not is_utf8_name(file.name):
+                quarantine(file.path, settings.quarantine_dir, {"reason": NON_UTF8_NAME})
+                report.quarantined[printable_name(file.name)] = NON_UTF8_NAME
+        files = [file for file in files if is_utf8_name(file.name)]
         claim = claim_files(
             conn, report.run_id, [Fingerprinted(f, sha256_of(f.path)) for f in files]
         )

@@ -306,13 +306,15 @@ def add_traps(input_dir: Path, target: Path) -> list[str]:
         f"{stamp}_directory.csv": lambda path: path.mkdir(),
         f"{stamp}_fifo.csv": os.mkfifo,  # opening it would block
         f".{stamp}_hidden.csv": lambda path: path.write_bytes(OUTSIDE),
-        # bytes that are not UTF-8: os.fsdecode keeps them as surrogates, PostgreSQL cannot
-        os.fsdecode(f"{stamp}_latin1_\xe9.csv".encode("latin-1")): lambda p: p.write_bytes(OUTSIDE),
     }
     for name, make in traps.items():
         make(input_dir / name)
     (input_dir / f"{stamp}_directory.csv" / "inner.csv").write_bytes(OUTSIDE)
     return sorted(traps)
+
+
+# bytes that are not UTF-8 in a name: os.fsdecode keeps them as surrogates, PostgreSQL cannot
+NON_UTF8_NAME = os.fsdecode(f"events_{HOUR:%Y%m%dT%H%M%S}999999Z_latin1_\xe9.csv".encode("latin-1"))
 
 
 def evaluate_sensor(settings: Settings, cursor: str | None) -> dg.SensorResult:
@@ -338,6 +340,7 @@ def outcome(
         (settings.input_dir / names[case.kind]).write_bytes(case.content)
     target = tmp_path_factory.mktemp("outside") / "outside.csv"
     traps = add_traps(settings.input_dir, target)
+    (settings.input_dir / NON_UTF8_NAME).write_bytes(OUTSIDE)
     first = evaluate_sensor(settings, cursor=None)
     report = ingest_partition(
         spark, url, settings, PARTITION, "corpus", log=logging.getLogger(__name__)
@@ -413,14 +416,14 @@ def test_each_kind_ends_in_exactly_one_place(outcome: Outcome, case: Case) -> No
 
 def test_every_file_is_accounted_for_exactly_once(outcome: Outcome) -> None:
     names = set(outcome.names.values())
-    assert sorted(outcome.processed + outcome.quarantined) == sorted(names)
+    assert sorted(outcome.processed + outcome.quarantined) == sorted([*names, NON_UTF8_NAME])
     assert set(outcome.ledger) == names
     assert outcome.left_in_input == outcome.traps
     report = outcome.report
     assert report.rows_read == sum(case.records for case in CASES)
     assert (report.rows_valid, report.rows_inserted) == (sum(case.valid for case in CASES),) * 2
     assert report.rows_invalid == sum(len(case.dead) for case in CASES)
-    assert len(report.quarantined) == sum(case.reason is not None for case in CASES)
+    assert len(report.quarantined) == sum(case.reason is not None for case in CASES) + 1
 
 
 def test_the_sensor_requests_the_corpus_and_follows_no_link_or_directory(
@@ -428,9 +431,17 @@ def test_the_sensor_requests_the_corpus_and_follows_no_link_or_directory(
 ) -> None:
     [request] = outcome.requests
     assert request.partition_key == PARTITION
-    assert request.tags["ecom/waiting_files"] == str(len(CASES))
+    assert request.tags["ecom/waiting_files"] == str(len(CASES) + 1)  # and the non-UTF-8 name
     assert outcome.requests_after_run == []
     assert outcome.outside == OUTSIDE
+
+
+def test_a_file_name_that_is_not_utf8_is_quarantined_with_its_reason(outcome: Outcome) -> None:
+    reason = outcome.reasons[f"{NON_UTF8_NAME}.reason.json"]
+    assert "file name is not UTF-8" in reason["reason"]
+    printable = os.fsencode(NON_UTF8_NAME).decode("utf-8", "backslashreplace")
+    assert outcome.report.quarantined[printable] == reason["reason"]
+    assert printable.endswith("_latin1_\\xe9.csv")
 
 
 def test_a_malformed_record_keeps_its_text_in_the_dead_letter(outcome: Outcome) -> None:

@@ -1,10 +1,10 @@
 """The input, processed and quarantine directories: listing, fingerprints and moves.
 
 Only regular `*.csv` files directly inside the input directory are candidates: hidden and
-temporary files (a producer's half-written `.name.tmp`), symlinks, sub-directories, FIFOs, files
-still changing (modified less than the settle time ago) and names that are not UTF-8 (the
-ledger, a PostgreSQL text column, cannot hold them) are left alone. Moves are renames within
-one file system, so a file is always in exactly one directory.
+temporary files (a producer's half-written `.name.tmp`), symlinks, sub-directories, FIFOs and
+files still changing (modified less than the settle time ago) are left alone. A name that is not
+UTF-8 is listed, for the run to quarantine (the ledger, a PostgreSQL text column, cannot hold
+it). Moves are renames within one file system, so a file is always in exactly one directory.
 """
 
 from __future__ import annotations
@@ -45,8 +45,6 @@ def list_input_files(input_dir: Path, settle_s: float, now: datetime) -> list[In
     for entry in entries:
         if entry.name.startswith(".") or not entry.name.endswith(".csv"):
             continue
-        if not _is_utf8(entry.name):
-            continue
         if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
             continue
         stat = entry.stat(follow_symlinks=False)
@@ -64,13 +62,18 @@ def list_input_files(input_dir: Path, settle_s: float, now: datetime) -> list[In
     return sorted(files, key=lambda file: file.name)
 
 
-def _is_utf8(name: str) -> bool:
+def is_utf8_name(name: str) -> bool:
     """False for a name holding bytes that are not UTF-8 (os.scandir keeps them as surrogates)."""
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
         return False
     return True
+
+
+def printable_name(name: str) -> str:
+    """The name with bytes that are not UTF-8 as \\xNN, for logs, metadata and the ledger."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def sha256_of(path: Path) -> str:
