@@ -16,6 +16,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from ecom_assets.jobs import refresh_schedule
 from ecom_assets.resources.postgres import PostgresResource
 
 EVENTS_VIEW_DEPS = ("ecommerce_events",)
@@ -104,17 +105,6 @@ def build_analytics_schedule(cron: str) -> dg.ScheduleDefinition:
     """Refresh every analytics view on ECOM_DAGSTER_ANALYTICS_CRON (every 5 minutes): fresh
     enough for dashboards, and a refresh never runs after every ingest batch (at 10 million
     events all four take about 3 minutes on 2 cores: make the interval longer there)."""
-    job = dg.define_asset_job(
-        "analytics_job",
-        selection=dg.AssetSelection.groups("analytics"),
-        executor_def=dg.in_process_executor,
-        description="Refresh the analytics views.",
-    )
-    return dg.ScheduleDefinition(
-        name="analytics_schedule",
-        job=job,
-        cron_schedule=cron,
-        execution_timezone="UTC",
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"Materialise the analytics views on '{cron}' (ECOM_DAGSTER_ANALYTICS_CRON).",
+    return refresh_schedule(
+        "analytics", dg.AssetSelection.groups("analytics"), cron, "the analytics views"
     )

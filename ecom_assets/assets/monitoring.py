@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from ecom_assets.jobs import refresh_schedule
 from ecom_assets.monitoring.health import HealthReport, load_health
 from ecom_assets.resources.postgres import PostgresResource
 from ecom_assets.settings import Settings
@@ -84,17 +85,6 @@ def build_health_asset(settings: Settings, upstream: Sequence[dg.AssetKey]) -> d
 
 
 def build_health_schedule(health: dg.AssetsDefinition) -> dg.ScheduleDefinition:
-    job = dg.define_asset_job(
-        "pipeline_health_job",
-        selection=dg.AssetSelection.assets(health),
-        executor_def=dg.in_process_executor,
-        description="Refresh the pipeline_health asset.",
-    )
-    return dg.ScheduleDefinition(
-        name="pipeline_health_schedule",
-        job=job,
-        cron_schedule=HEALTH_SCHEDULE_CRON,
-        execution_timezone="UTC",
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Materialise pipeline_health every 5 minutes.",
+    return refresh_schedule(
+        "pipeline_health", dg.AssetSelection.assets(health), HEALTH_SCHEDULE_CRON, "pipeline_health"
     )
