@@ -91,7 +91,6 @@ class IngestReport:
     rows_late: int = 0
     error_counts: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
-    completed: list[BatchRecord] = field(default_factory=list)
     retries: int = 0
     breakers: dict[str, str] = field(default_factory=dict)
     breaker_transitions: list[str] = field(default_factory=list)
@@ -110,6 +109,11 @@ class IngestReport:
             self.rows_inserted += inserted.get(outcome.source_file, 0)
             self.rows_duplicate += outcome.rows_valid - inserted.get(outcome.source_file, 0)
             self.error_counts.update(outcome.error_counts)
+
+
+def _connect(url: str, timeout_s: int) -> psycopg.Connection:
+    """An autocommit connection: each statement of a batch outside its commit stands alone."""
+    return psycopg.connect(url, autocommit=True, connect_timeout=timeout_s)
 
 
 def _lock_key(partition: str) -> int:
@@ -170,16 +174,16 @@ def ingest_partition(
             report.batches += 1
             batch = _Batch(report.batches, files, clock(), on_step)
             try:
-                guard.call(
+                record = guard.call(
                     functools.partial(_ingest_batch, spark, url, settings, report, batch, clock),
                     f"[Batch {batch.number}]",
                 )
             except Exception as exc:
                 _record_failure(url, settings, report, batch, exc, log)
                 raise
-            if report.completed and report.completed[-1].batch_no == batch.number:
-                _log_success(report.completed[-1], settings, log)
-                _raise_alerts(url, settings, report.completed[-1], log)
+            if record is not None:  # the batch committed rows, not only moves and quarantines
+                _log_success(record, settings, log)
+                _raise_alerts(url, settings, record, log)
     finally:
         report.seconds = time.monotonic() - started
         report.retries = guard.retries - retries_before
@@ -197,21 +201,25 @@ def _ingest_batch(
     report: IngestReport,
     batch: _Batch,
     clock: Callable[[], datetime],
-) -> None:
-    """One attempt at a batch, on its own connection: safe to repeat after any failure."""
+) -> BatchRecord | None:
+    """One attempt at a batch, on its own connection: safe to repeat after any failure.
+
+    Returns the committed batch's record, None when no file of it had rows to commit.
+    """
     began = time.monotonic()
-    timeout = settings.database.db_connect_timeout_s
-    with psycopg.connect(url, autocommit=True, connect_timeout=timeout) as conn:
+    with _connect(url, settings.database.db_connect_timeout_s) as conn:
         locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(report.partition),))
         if not locked.fetchone()[0]:
             raise PartitionBusyError(f"another run is ingesting partition {report.partition}")
-        # a repeated attempt skips what the failed one already moved away
-        files = [file for file in batch.files if file.path.exists()]
-        for file in files:
-            if not is_utf8_name(file.name):
-                quarantine(file.path, settings.quarantine_dir, {"reason": NON_UTF8_NAME})
-                report.quarantined[printable_name(file.name)] = NON_UTF8_NAME
-        files = [file for file in files if is_utf8_name(file.name)]
+        files = []
+        for file in batch.files:
+            if not file.path.exists():
+                continue  # a repeated attempt skips what the failed one already moved away
+            if is_utf8_name(file.name):
+                files.append(file)
+                continue
+            quarantine(file.path, settings.quarantine_dir, {"reason": NON_UTF8_NAME})
+            report.quarantined[printable_name(file.name)] = NON_UTF8_NAME
         claim = claim_files(
             conn, report.run_id, [Fingerprinted(f, sha256_of(f.path)) for f in files]
         )
@@ -238,12 +246,12 @@ def _ingest_batch(
             mark_quarantined(conn, item.file.name, header.reason)
             report.quarantined[item.file.name] = header.reason
         if not readable:
-            return
+            return None
         record = _process(spark, conn, url, settings, report, readable, batch, clock, began)
-    report.completed.append(record)
     for file in readable:
         move_to_processed(file.path, settings.processed_dir, report.partition)
         batch.on_step("moved")
+    return record
 
 
 def _process(
@@ -340,9 +348,8 @@ def _log_success(record: BatchRecord, settings: Settings, log: LogSink) -> None:
 
 def _raise_alerts(url: str, settings: Settings, record: BatchRecord, log: LogSink) -> None:
     """Judge the committed batch; a monitoring fault must not fail a batch already committed."""
-    timeout = settings.database.db_connect_timeout_s
     try:
-        with psycopg.connect(url, autocommit=True, connect_timeout=timeout) as conn:
+        with _connect(url, settings.database.db_connect_timeout_s) as conn:
             raise_batch_alerts(conn, record, settings, log)
     except psycopg.Error as exc:
         log.warning(f"[Batch {record.batch_no}] alerts not evaluated: {describe_error(exc)}")
@@ -360,9 +367,7 @@ def _record_failure(
     reason = describe_error(exc)
     log.error(f"[Batch {batch.number}] FAILED - {reason}")
     try:
-        with psycopg.connect(
-            url, autocommit=True, connect_timeout=FAILURE_CONNECT_TIMEOUT_S
-        ) as conn:
+        with _connect(url, FAILURE_CONNECT_TIMEOUT_S) as conn:
             mark_failed(conn, report.run_id, reason)
             failed = BatchRecord(
                 run_id=report.run_id,

@@ -46,7 +46,6 @@ def run_ingest(settings: Settings, postgres_url: str, spark_url: str, partition:
         partition_key=partition,
         instance=instance,
         raise_on_error=False,
-        asset_selection=[key for key in ingest.keys],
     )
     return result, instance
 
