@@ -2,8 +2,11 @@
 
 This is the use case behind the ingest assets, free of Dagster so it can be driven and tested
 directly. A run takes the settled files of its partition waiting when it starts, in batches of at
-most ECOM_INGEST_MAX_FILES_PER_RUN, so a backlog drains in one run and a run still ends while new
-files keep arriving (the sensor requests another run for those). Every step is safe to repeat
+most ECOM_INGEST_MAX_FILES_PER_RUN, so a backlog drains in one run. It then stays a warm worker
+for its partition: for ECOM_INGEST_MAX_RUN_S after its start it takes files that arrive meanwhile,
+waiting up to ECOM_INGEST_LINGER_S for the next one, since a new run costs seconds of process
+launch and Spark session before its first batch (docs/decisions.md). It ends early when files of
+another partition wait, so one hour's run never holds up the next. Every step is safe to repeat
 after a crash (see resources/event_sink.py).
 """
 
@@ -120,9 +123,46 @@ def _lock_key(partition: str) -> int:
     return int.from_bytes(hashlib.sha256(partition.encode()).digest()[:8], "big", signed=True)
 
 
+LINGER_POLL_S = 0.5
+"""How often a lingering run looks for new files: well under the settle time of a file."""
+
+
 def pending_files(settings: Settings, partition: str, now: datetime) -> list[InputFile]:
     files = list_input_files(settings.input_dir, settings.ingestion.file_settle_s, now)
     return [file for file in files if file.partition == partition]
+
+
+def next_files(
+    settings: Settings,
+    partition: str,
+    waiting: set[str],
+    taken: set[str],
+    started: float,
+    clock: Callable[[], datetime],
+) -> list[InputFile]:
+    """The next batch's files; empty when the run should end.
+
+    Files waiting at the run's start (``waiting``) come first, whatever happens. Then, while the
+    run is younger than max_run_s and no other partition has files waiting, new arrivals of the
+    partition, polled for up to linger_s. A file this run already ``taken`` is never taken again,
+    so one that a batch left behind cannot keep a run busy. ``started`` is ``time.monotonic()``.
+    """
+    ingestion = settings.ingestion
+    linger_until = time.monotonic() + ingestion.linger_s
+    while True:
+        files = list_input_files(settings.input_dir, ingestion.file_settle_s, clock())
+        mine = [file for file in files if file.partition == partition and file.name not in taken]
+        from_start = [file for file in mine if file.name in waiting]
+        if from_start:
+            return from_start[: ingestion.max_files_per_run]
+        others_wait = any(file.partition != partition for file in files)
+        if others_wait or time.monotonic() - started >= ingestion.max_run_s:
+            return []
+        if mine:
+            return mine[: ingestion.max_files_per_run]
+        if time.monotonic() >= linger_until:
+            return []
+        time.sleep(LINGER_POLL_S)
 
 
 def _no_step(_: str) -> None:
@@ -149,7 +189,7 @@ def ingest_partition(
     clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
     on_step: Callable[[str], None] = _no_step,
 ) -> IngestReport:
-    """Ingest the settled files of partition waiting at the start; returns this run's totals.
+    """Ingest the partition's waiting files, then its arrivals (``next_files``); the run's totals.
 
     Each batch is one retried, idempotent unit (reliability.Guard). ``on_step`` is called at
     each point where a crash leaves a different state behind (claimed, events_staged, staged,
@@ -161,16 +201,11 @@ def ingest_partition(
     retries_before, transitions_before = guard.retries, len(guard.transitions)
     report = IngestReport(partition=partition, run_id=run_id)
     started = time.monotonic()
-    # the files waiting now, no more: new arrivals belong to the next run, so a run ends
-    # even while a producer writes faster than one batch takes
     waiting = {file.name for file in pending_files(settings, partition, clock())}
+    taken: set[str] = set()
     try:
-        while True:
-            files = [f for f in pending_files(settings, partition, clock()) if f.name in waiting]
-            files = files[: settings.ingestion.max_files_per_run]
-            if not files:
-                break
-            waiting.difference_update(file.name for file in files)
+        while files := next_files(settings, partition, waiting, taken, started, clock):
+            taken.update(file.name for file in files)
             report.batches += 1
             batch = _Batch(report.batches, files, clock(), on_step)
             try:

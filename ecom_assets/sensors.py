@@ -3,19 +3,23 @@
 It lists the directory and never opens a file. Since a run ingests every pending file of its
 partition, the cursor only keeps, per partition with files waiting, the newest modification
 time already requested and when: a partition is requested again when a newer file lands, or
-when its files are still waiting `ECOM_INGEST_RETRY_AFTER_S` later (a crashed run). The cursor
-stays as small as the number of partitions with waiting files.
+when its files are still waiting `ECOM_INGEST_RETRY_AFTER_S` later (a crashed run). A partition
+that already has a run queued but not started is not requested again: that run lists the files
+when it starts, so it takes the new ones too, and a run that keeps taking arrivals (ingest.py)
+gets at most one successor in the queue, not one per tick. The cursor stays as small as the
+number of partitions with waiting files.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import dagster as dg
+from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from ecom_assets.resources.event_files import InputFile, list_input_files
 from ecom_assets.settings import Settings
@@ -41,9 +45,17 @@ def dump_cursor(state: dict[str, Requested]) -> str:
 
 
 def plan_requests(
-    files: Iterable[InputFile], state: dict[str, Requested], now: float, retry_after_s: float
+    files: Iterable[InputFile],
+    state: dict[str, Requested],
+    now: float,
+    retry_after_s: float,
+    queued: Collection[str] = (),
 ) -> tuple[dict[str, int], dict[str, Requested]]:
-    """Partitions to request (with their waiting file counts) and the next cursor state."""
+    """Partitions to request (with their waiting file counts) and the next cursor state.
+
+    A due partition in ``queued`` (it has a run that has not started yet) counts as requested
+    now without a new request.
+    """
     newest: dict[str, float] = defaultdict(float)
     waiting: dict[str, int] = defaultdict(int)
     for file in files:
@@ -58,11 +70,26 @@ def plan_requests(
             or modified > previous.newest_modified
             or now - previous.requested_at >= retry_after_s
         ):
-            due[partition] = waiting[partition]
+            if partition not in queued:
+                due[partition] = waiting[partition]
             next_state[partition] = Requested(modified, now)
         else:
             next_state[partition] = previous
     return due, next_state
+
+
+NOT_STARTED = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+]
+"""Run states before the ingest step lists the input directory."""
+
+
+def queued_partitions(instance: dg.DagsterInstance, job_name: str) -> set[str]:
+    """Partitions with a run of the job that has not started ingesting yet."""
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=job_name, statuses=NOT_STARTED))
+    return {key for run in runs if (key := run.tags.get(PARTITION_NAME_TAG)) is not None}
 
 
 def make_input_files_sensor(job: dg.UnresolvedAssetJobDefinition, settings: Settings):
@@ -79,7 +106,11 @@ def make_input_files_sensor(job: dg.UnresolvedAssetJobDefinition, settings: Sett
         now = datetime.now(tz=UTC)
         files = list_input_files(settings.input_dir, ingestion.file_settle_s, now)
         due, state = plan_requests(
-            files, parse_cursor(context.cursor), now.timestamp(), ingestion.retry_after_s
+            files,
+            parse_cursor(context.cursor),
+            now.timestamp(),
+            ingestion.retry_after_s,
+            queued=queued_partitions(context.instance, job.name),
         )
         requests = [
             dg.RunRequest(

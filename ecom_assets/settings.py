@@ -171,6 +171,15 @@ class IngestionSettings(BaseSettings):
     retry_after_s: float = Field(
         120.0, ge=5, le=86_400, description="Request a partition again if its files still wait."
     )
+    linger_s: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="A run with nothing left waits this long for new files of its partition.",
+    )
+    max_run_s: float = Field(
+        600.0, ge=0, le=86_400, description="A run takes new arrivals only this long after start."
+    )
 
 
 class QualitySettings(BaseSettings):

@@ -6,6 +6,7 @@ throwaway directories, so the suite needs nothing running beforehand and leaves 
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +21,25 @@ from ecom_assets.settings import IngestionSettings, PathSettings, Settings, load
 from ecom_assets.stack.postgres_server import EmbeddedPostgres, find_bin_dir
 from ecom_assets.stack.processes import free_port, stop_group
 from ecom_assets.stack.spark_connect_server import LocalSparkConnect
+
+RUNS_TAKE_ONLY_WAITING_FILES = {"ECOM_INGEST_LINGER_S": "0", "ECOM_INGEST_MAX_RUN_S": "0"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def runs_take_only_waiting_files() -> Iterator[None]:
+    """Ingest runs take the files waiting at their start and end, instead of staying warm.
+
+    Tests then control exactly which run takes which file. Set in the environment, so the stacks
+    and run processes that tests start inherit it; test_ingest_linger passes its own values.
+    """
+    previous = {name: os.environ.get(name) for name in RUNS_TAKE_ONLY_WAITING_FILES}
+    os.environ.update(RUNS_TAKE_ONLY_WAITING_FILES)
+    yield
+    for name, value in previous.items():
+        if value is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = value
 
 
 @contextmanager

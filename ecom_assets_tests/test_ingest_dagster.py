@@ -9,6 +9,8 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 import pytest
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from ecom_assets.assets.database_schema import database_schema
 from ecom_assets.assets.ingestion import build_ingest_assets
@@ -138,6 +140,15 @@ def test_plan_requests_new_files_newer_files_and_stale_partitions() -> None:
     assert plan_requests([], state, now=400.0, retry_after_s=120) == ({}, {})
 
 
+def test_plan_requests_skips_a_partition_whose_queued_run_will_take_its_files() -> None:
+    files = [_file("a.csv", "p1", 100.0), _file("b.csv", "p2", 100.0)]
+    due, state = plan_requests(files, {}, now=200.0, retry_after_s=120, queued={"p1"})
+    assert due == {"p2": 1}
+    # p1 counts as requested: once its queued run has started, only newer files request it
+    assert state["p1"] == Requested(100.0, 200.0)
+    assert plan_requests(files, state, now=210.0, retry_after_s=120)[0] == {}
+
+
 def test_sensor_requests_partition_runs_and_ignores_what_it_must(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -168,3 +179,18 @@ def test_sensor_requests_partition_runs_and_ignores_what_it_must(
 
         again = sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
         assert again.run_requests == []
+
+        # a newer file while a run of the partition is still queued: that run will take it
+        (input_dir / f"events_{stamp}_00000002.csv").write_text("event_id\n")
+        queued = DagsterRun(
+            job_name="ingest_job",
+            run_id="queued-run",
+            status=dg.DagsterRunStatus.NOT_STARTED,
+            tags={PARTITION_NAME_TAG: request.partition_key},
+        )
+        instance.add_run(queued)
+        cursor = again.cursor
+        assert sensor(dg.build_sensor_context(instance=instance, cursor=cursor)).run_requests == []
+        instance.report_run_canceled(queued)  # gone from the queue: the newer file is requested
+        (request,) = sensor(dg.build_sensor_context(instance=instance, cursor=cursor)).run_requests
+        assert request.tags["ecom/waiting_files"] == "2"

@@ -100,8 +100,10 @@ def status(env: dict[str, str]) -> tuple[int, list[dict]]:
 def test_up_status_down_and_resume(stack_env: dict[str, str]) -> None:
     home = stack_env["ECOM_HOME"]
     process, lines = start_up(stack_env)
-    for part in ("postgresql", "migrations", "spark", "dagster", "generator"):
+    for part in ("postgresql", "migrations", "spark", "dagster", "spark warm-up", "generator"):
         assert any(line.startswith(f"[up] {part}") and "ready in" in line for line in lines)
+    # the warm-up went through the whole plan: 3 generated files of every version
+    assert any("ingest plan run on 600 sample rows" in line for line in lines), lines
 
     code, parts = status(stack_env)
     assert code == 0, parts

@@ -161,9 +161,10 @@ def commit_batch(
             ),
             (partition, run_id),
         )
-        for outcome in outcomes:
-            rows_inserted = inserted.get(outcome.source_file, 0)
-            conn.execute(
+        # one round trip for all files (psycopg pipelines executemany): a batch of small
+        # files has thousands
+        with conn.cursor() as cursor:
+            cursor.executemany(
                 """
                 INSERT INTO data_quality_metrics (run_id, partition_key, source_file,
                     schema_version, rows_read, rows_valid, rows_invalid, rows_inserted,
@@ -172,28 +173,41 @@ def commit_batch(
                         extract(epoch FROM clock_timestamp() - %s::timestamptz), %s)
                 ON CONFLICT (run_id, source_file) DO NOTHING
                 """,
-                (
-                    run_id,
-                    partition,
-                    outcome.source_file,
-                    outcome.schema_version,
-                    outcome.rows_read,
-                    outcome.rows_valid,
-                    outcome.rows_invalid,
-                    rows_inserted,
-                    outcome.rows_valid - rows_inserted,
-                    outcome.rows_late,
-                    outcome.rows_valid / outcome.rows_read if outcome.rows_read else 1.0,
-                    json.dumps(outcome.error_counts, sort_keys=True),
-                    outcome.landed_at,
-                    outcome.processing_s,
-                ),
+                [
+                    _metrics_row(run_id, partition, outcome, inserted.get(outcome.source_file, 0))
+                    for outcome in outcomes
+                ],
             )
-            conn.execute(
+            cursor.executemany(
                 "UPDATE ingest_files SET status = 'committed', committed_at = now(), "
                 "rows_read = %s, schema_version = %s, error = NULL "
                 "WHERE file_name = %s AND run_id = %s",
-                (outcome.rows_read, outcome.schema_version, outcome.source_file, run_id),
+                [
+                    (outcome.rows_read, outcome.schema_version, outcome.source_file, run_id)
+                    for outcome in outcomes
+                ],
             )
         drop_staging(conn, tables)
     return {outcome.source_file: inserted.get(outcome.source_file, 0) for outcome in outcomes}
+
+
+def _metrics_row(
+    run_id: str, partition: str, outcome: FileOutcome, rows_inserted: int
+) -> tuple[object, ...]:
+    """The parameters of one file's data_quality_metrics row."""
+    return (
+        run_id,
+        partition,
+        outcome.source_file,
+        outcome.schema_version,
+        outcome.rows_read,
+        outcome.rows_valid,
+        outcome.rows_invalid,
+        rows_inserted,
+        outcome.rows_valid - rows_inserted,
+        outcome.rows_late,
+        outcome.rows_valid / outcome.rows_read if outcome.rows_read else 1.0,
+        json.dumps(outcome.error_counts, sort_keys=True),
+        outcome.landed_at,
+        outcome.processing_s,
+    )
