@@ -59,6 +59,9 @@ def spark_jobs(ui: str) -> list[dict]:
 
 
 def job_seconds(job: dict) -> float:
+    """A finished job's duration; 0 for one still running (the REST API has no end yet)."""
+    if "completionTime" not in job:
+        return 0.0
     parse = lambda text: datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fGMT")  # noqa: E731
     return (parse(job["completionTime"]) - parse(job["submissionTime"])).total_seconds()
 
@@ -112,7 +115,8 @@ def main() -> int:
         with psycopg.connect(url, autocommit=True) as conn:
             apply_migrations(conn, discover_migrations())
         settings = load_settings(
-            paths=PathSettings(home=home), ingestion=IngestionSettings(file_settle_s=0)
+            paths=PathSettings(home=home),
+            ingestion=IngestionSettings(file_settle_s=0, linger_s=0, max_run_s=0),
         )
         spark = SparkSession.builder.remote(spark_server.url).create()
         seen: set[int] = set()

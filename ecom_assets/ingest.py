@@ -52,6 +52,7 @@ from ecom_assets.resources.file_ledger import (
     mark_failed,
     mark_quarantined,
 )
+from ecom_assets.resources.spark import tune_for_ingest
 from ecom_assets.schema.detection import detect_file
 from ecom_assets.settings import Settings
 from ecom_assets.transforms.enrich import enrich_events
@@ -300,6 +301,7 @@ def _process(
     clock: Callable[[], datetime],
     began: float,
 ) -> BatchRecord:
+    tune_for_ingest(spark)  # in the batch: its first call to the server is guarded like the rest
     now = clock()
     rules = ValidationRules.from_settings(settings.quality, now)
     events = enrich_events(

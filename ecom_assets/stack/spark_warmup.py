@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 
 from ecom_assets.partitions import produced_at
 from ecom_assets.resources.event_reader import ReadableFile, read_event_files
+from ecom_assets.resources.spark import tune_for_ingest
 from ecom_assets.schema.detection import detect_file
 from ecom_assets.settings import Settings
 from ecom_assets.transforms.enrich import enrich_events
@@ -35,6 +36,7 @@ SAMPLE_EVENTS = 200
 
 def warm_up(spark: SparkSession, settings: Settings) -> int:
     """Run the ingest plan on generated sample files; returns the rows it went through."""
+    tune_for_ingest(spark)
     with tempfile.TemporaryDirectory(prefix="ecom-warmup-") as directory:
         return _run_plan(spark, _sample_files(Path(directory)), settings)
 
