@@ -48,14 +48,25 @@ class Stack:
 
     def rss_bytes(self) -> int:
         """Resident memory of the whole stack now (RSS summed over its processes)."""
-        total = 0
+        return sum(self.rss_by_process().values())
+
+    def rss_by_process(self) -> dict[str, int]:
+        """Resident bytes of each live process of the stack, keyed by pid and command."""
+        sizes = {}
         for pid in self.pids():
             try:
                 pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             except (OSError, IndexError, ValueError):
                 continue  # gone meanwhile
-            total += pages * PAGE_BYTES
-        return total
+            sizes[f"{pid} {_command(argv)}"] = pages * PAGE_BYTES
+        return sizes
+
+
+def _command(argv: list[bytes]) -> str:
+    """A short name for a process: its program and the first arguments, which say what it runs."""
+    words = [Path(word.decode(errors="replace")).name for word in argv if word][:4]
+    return " ".join(words)[:60]
 
 
 @contextmanager
@@ -97,6 +108,8 @@ class PeakRss:
     stack: Stack
     interval_s: float = 0.5
     peak: int = 0
+    at_peak: dict[str, int] = field(default_factory=dict)
+    """Each process's RSS in the sample with the largest total."""
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __enter__(self) -> PeakRss:
@@ -110,8 +123,15 @@ class PeakRss:
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self.stack.rss_bytes())
+            sizes = self.stack.rss_by_process()
+            if sum(sizes.values()) > self.peak:
+                self.peak, self.at_peak = sum(sizes.values()), sizes
             self._stop.wait(self.interval_s)
+
+    def breakdown(self, top: int = 8) -> str:
+        """The largest processes at the peak, one per line."""
+        largest = sorted(self.at_peak.items(), key=lambda item: item[1], reverse=True)[:top]
+        return "\n".join(f"  {size / 2**20:7,.0f} MB  {name}" for name, size in largest)
 
 
 def committed_files(url: str) -> int:

@@ -2,10 +2,11 @@
 
 Starts the stack (`ecom up`, generator off), samples the resident memory of every process of it
 (supervisor, PostgreSQL, Spark Connect, Dagster webserver, daemon, code server and run
-processes) for --idle seconds, then drops a backlog of --events events (v3, 10,000 per file)
-and samples until it is committed.
+processes) for --idle seconds, then drops a backlog of --events events (v3, --events-per-file
+per file, 10,000 by default) and samples until it is committed; prints the largest processes
+at each peak.
 
-    .venv/bin/python bench/memory.py [--idle 60] [--events 200000]
+    .venv/bin/python bench/memory.py [--idle 60] [--events 200000] [--events-per-file 10000]
 
 Ends with one line: RESULT idle_peak_mb=... backlog_peak_mb=... target_mb=3072 ratio=peak/target
 """
@@ -27,20 +28,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--idle", type=float, default=60, help="seconds of idle sampling")
     parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--events-per-file", type=int, default=EVENTS_PER_FILE)
     args = parser.parse_args()
-    files = max(1, args.events // EVENTS_PER_FILE)
+    per_file = args.events_per_file
+    files = max(1, args.events // per_file)
     with running_stack(generator=False) as stack:
         with PeakRss(stack) as idle:
             time.sleep(args.idle)
-        outside = generate(stack, files, EVENTS_PER_FILE)
+        outside = generate(stack, files, per_file)
         with PeakRss(stack) as busy:
             for path in sorted(outside.glob("*.csv")):
                 path.rename(stack.input_dir / path.name)
             seconds = wait_committed(stack.url, files, timeout_s=3600)
     idle_mb, busy_mb = idle.peak / 2**20, busy.peak / 2**20
-    print(f"idle for {args.idle:.0f} s: peak {idle_mb:,.0f} MB")
-    print(f"{files} files x {EVENTS_PER_FILE} events committed in {seconds:.0f} s: "
-          f"peak {busy_mb:,.0f} MB")  # fmt: skip
+    print(f"idle for {args.idle:.0f} s: peak {idle_mb:,.0f} MB\n{idle.breakdown()}")
+    print(f"{files} files x {per_file} events committed in {seconds:.0f} s: "
+          f"peak {busy_mb:,.0f} MB\n{busy.breakdown()}")  # fmt: skip
     peak = max(idle_mb, busy_mb)
     print(
         f"RESULT idle_peak_mb={idle_mb:.0f} backlog_peak_mb={busy_mb:.0f} "

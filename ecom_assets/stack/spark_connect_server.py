@@ -17,11 +17,6 @@ from pathlib import Path
 
 from ecom_assets.stack.processes import port_open, start_group, tail, wait_until
 
-JVM_OPTIONS = "-XX:-DontCompileHugeMethods"
-"""The ingest plan's generated code has methods over HotSpot's 8,000-byte JIT limit (the
-server log says "Generated method too long to be JIT compiled"); by default they run
-interpreted, at 1.5-3x the CPU per row (bench/profile_spark.py, docs/performance.md)."""
-
 
 class SparkServerError(RuntimeError):
     """Java or the server is missing, or the server did not come up; the message says why."""
@@ -88,8 +83,6 @@ class LocalSparkConnect:
             self.master,
             "--driver-memory",
             self.driver_memory,
-            "--driver-java-options",
-            JVM_OPTIONS,
         ]
         for key, value in confs.items():
             argv += ["--conf", f"{key}={value}"]

@@ -5,7 +5,9 @@ compilation, code generation, the first Python worker), and every file that land
 waits: the live latency's tail came from this warm-up, paid by the first files of a fresh stack
 (docs/decisions.md). So `ecom up` runs the ingest plan once over a few generated files, every
 schema version and every kind of defect, before it starts the generator. Nothing is written
-anywhere: the rows are counted and dropped.
+anywhere: the rows are counted and dropped. It runs as its own short process
+(``python -m ecom_assets.stack.spark_warmup``), so the long-lived supervisor never holds Spark's
+client libraries in memory.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ecom_assets.partitions import produced_at
 from ecom_assets.resources.event_reader import ReadableFile, read_event_files
 from ecom_assets.resources.spark import tune_for_ingest
 from ecom_assets.schema.detection import detect_file
-from ecom_assets.settings import Settings
+from ecom_assets.settings import Settings, load_settings
 from ecom_assets.transforms.enrich import enrich_events
 from ecom_assets.transforms.route import dead_letters, file_metrics, valid_events
 from ecom_assets.transforms.validate import ValidationRules, validate_events
@@ -79,3 +81,18 @@ def _run_plan(spark: SparkSession, files: list[ReadableFile], settings: Settings
 def _count_rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """Starts the server's Python worker, as staging does, without writing anywhere."""
     yield pa.RecordBatch.from_pydict({"rows": [sum(batch.num_rows for batch in batches)]})
+
+
+def main() -> int:
+    """Warm up the server of the current settings; prints the rows the plan went through."""
+    settings = load_settings()
+    spark = SparkSession.builder.remote(settings.spark.connect_url).getOrCreate()
+    try:
+        print(warm_up(spark, settings))
+    finally:
+        spark.stop()  # a client left open hangs at exit once the server is gone
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -162,17 +162,13 @@ class Supervisor:
         spark = self.settings.spark
         if spark.mode == "classic" or not spark.managed:
             return "skipped: the server is not managed by this stack"
-        # imported here: `ecom status` and `ecom down` need no Spark
-        from pyspark.sql import SparkSession
-
-        from ecom_assets.stack.spark_warmup import warm_up
-
-        session = SparkSession.builder.remote(spark.connect_url).getOrCreate()
-        try:
-            rows = warm_up(session, self.settings)
-        finally:
-            session.stop()  # a client left open hangs at exit once the server is gone
-        return f"ingest plan run on {rows} sample rows"
+        result = subprocess.run(
+            [sys.executable, "-m", "ecom_assets.stack.spark_warmup"],
+            capture_output=True, text=True, timeout=spark.startup_timeout_s,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise StackError(f"the Spark warm-up failed:\n{result.stderr[-3000:]}")
+        return f"ingest plan run on {result.stdout.strip()} sample rows"
 
     def start_dagster(self) -> str:
         settings = self.settings
