@@ -43,9 +43,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from ecom_assets.partitions import produced_at
-from ecom_assets.resources.event_reader import ReadableFile, read_event_files
-from ecom_assets.schema.detection import detect_file
+from ecom_assets.resources.event_reader import ReadableFile, read_event_files, readable_in
 from ecom_assets.schema.file_checks import MAX_FIELDS
 from ecom_assets.schema.parsing import RECORD, parse_field, raw_name, raw_schema
 from ecom_assets.schema.versions import LATEST
@@ -67,15 +65,6 @@ def generate(input_dir: Path, files: int, events: int) -> None:
          "--schema", "v3", "--anomaly-rate", "0.02", "--late-rate", "0", "--seed", "1"],
         check=True, capture_output=True,
     )  # fmt: skip
-
-
-def readable_files(input_dir: Path) -> list[ReadableFile]:
-    files = []
-    for path in sorted(input_dir.glob("*.csv")):
-        modified = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
-        arrived = produced_at(path.name, modified)
-        files.append(ReadableFile(path, detect_file(path), arrived, modified))
-    return files
 
 
 def raw_read(spark: SparkSession, files: list[ReadableFile]) -> DataFrame:
@@ -207,7 +196,7 @@ def parser_cpu(
 def run(url: str, data: Path, rows: int, repeats: int, parsers: bool) -> dict[str, Timing]:
     spark = SparkSession.builder.remote(url).create()
     ui = SparkUI.of(spark)
-    files = readable_files(data)
+    files = readable_in(data)
     actions = stages(spark, ui, files)
     for action in actions.values():  # warm up: JIT, class loading, file listing
         action()

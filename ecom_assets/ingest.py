@@ -27,7 +27,6 @@ from pyspark.sql import DataFrame, SparkSession
 from ecom_assets.monitoring.alerts import raise_batch_alerts
 from ecom_assets.monitoring.batches import BatchRecord, quality_status, record_batch
 from ecom_assets.monitoring.logs import LogSink
-from ecom_assets.partitions import produced_at
 from ecom_assets.reliability import configure_spark_retries, describe_error, guard_for
 from ecom_assets.resources.event_files import (
     InputFile,
@@ -54,7 +53,7 @@ from ecom_assets.resources.file_ledger import (
 )
 from ecom_assets.resources.spark import tune_for_ingest
 from ecom_assets.schema.detection import detect_file
-from ecom_assets.settings import Settings
+from ecom_assets.settings import QualitySettings, Settings
 from ecom_assets.transforms.enrich import enrich_events
 from ecom_assets.transforms.route import (
     DEAD_LETTER_COLUMNS,
@@ -271,12 +270,7 @@ def _ingest_batch(
         for item in claim.to_process:
             header = detect_file(item.file.path)
             if header.ingestible:
-                arrived_at = produced_at(item.file.name, item.file.modified_at)
-                readable.append(
-                    ReadableFile(
-                        item.file.path, header, arrived_at, landed_at=item.file.modified_at
-                    )
-                )
+                readable.append(ReadableFile.landed(item.file.path, header, item.file.modified_at))
                 continue
             quarantine(item.file.path, settings.quarantine_dir, header.as_dict())
             mark_quarantined(conn, item.file.name, header.reason)
@@ -301,14 +295,7 @@ def _process(
     clock: Callable[[], datetime],
     began: float,
 ) -> BatchRecord:
-    tune_for_ingest(spark)  # in the batch: its first call to the server is guarded like the rest
-    now = clock()
-    rules = ValidationRules.from_settings(settings.quality, now)
-    events = enrich_events(
-        validate_events(read_event_files(spark, readable), rules),
-        late_watermark_s=settings.quality.late_watermark_s,
-        processed_at=now,
-    ).cache()
+    events = event_plan(spark, readable, settings.quality, clock()).cache()
     try:
         tables = StagingTables.for_partition(report.partition)
         prepare_staging(conn, tables)
@@ -342,6 +329,24 @@ def _process(
         events.unpersist()
     report.add(outcomes, inserted)
     return record
+
+
+def event_plan(
+    spark: SparkSession, files: list[ReadableFile], quality: QualitySettings, now: datetime
+) -> DataFrame:
+    """The files read, migrated, validated and enriched: every row with its codes, uncached.
+
+    Tunes the session first (``tune_for_ingest``); inside a batch, so that this first call to
+    the server is guarded like the rest.
+    """
+    tune_for_ingest(spark)
+    return enrich_events(
+        validate_events(
+            read_event_files(spark, files), ValidationRules.from_settings(quality, now)
+        ),
+        late_watermark_s=quality.late_watermark_s,
+        processed_at=now,
+    )
 
 
 def _batch_record(

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import reduce
 from pathlib import Path
 
@@ -22,7 +22,8 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
-from ecom_assets.schema.detection import HeaderMatch
+from ecom_assets.partitions import produced_at
+from ecom_assets.schema.detection import HeaderMatch, detect_file
 from ecom_assets.schema.file_checks import MAX_FIELDS
 from ecom_assets.schema.migration import to_latest
 from ecom_assets.schema.parsing import RECORD, raw_name, raw_schema
@@ -42,6 +43,20 @@ class ReadableFile:
     arrived_at: datetime
     landed_at: datetime
     """When the file appeared in the input directory (its modification time): latency's start."""
+
+    @classmethod
+    def landed(cls, path: Path, header: HeaderMatch, modified_at: datetime) -> ReadableFile:
+        """A file as it landed: it arrived when its name says (``partitions.produced_at``)."""
+        return cls(path, header, produced_at(path.name, modified_at), landed_at=modified_at)
+
+
+def readable_in(directory: Path) -> list[ReadableFile]:
+    """Every CSV file of a directory by name, as landed now: for samples and benchmarks."""
+    files = []
+    for path in sorted(directory.glob("*.csv")):
+        modified = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+        files.append(ReadableFile.landed(path, detect_file(path), modified))
+    return files
 
 
 def read_event_files(spark: SparkSession, files: Sequence[ReadableFile]) -> DataFrame:

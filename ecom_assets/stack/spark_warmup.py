@@ -23,14 +23,10 @@ import pyarrow as pa
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from ecom_assets.partitions import produced_at
-from ecom_assets.resources.event_reader import ReadableFile, read_event_files
-from ecom_assets.resources.spark import tune_for_ingest
-from ecom_assets.schema.detection import detect_file
+from ecom_assets.ingest import event_plan
+from ecom_assets.resources.event_reader import ReadableFile, readable_in
 from ecom_assets.settings import Settings, load_settings
-from ecom_assets.transforms.enrich import enrich_events
 from ecom_assets.transforms.route import dead_letters, file_metrics, valid_events
-from ecom_assets.transforms.validate import ValidationRules, validate_events
 
 SAMPLE_FILES = 3
 SAMPLE_EVENTS = 200
@@ -38,9 +34,16 @@ SAMPLE_EVENTS = 200
 
 def warm_up(spark: SparkSession, settings: Settings) -> int:
     """Run the ingest plan on generated sample files; returns the rows it went through."""
-    tune_for_ingest(spark)
     with tempfile.TemporaryDirectory(prefix="ecom-warmup-") as directory:
-        return _run_plan(spark, _sample_files(Path(directory)), settings)
+        files = _sample_files(Path(directory))
+        events = event_plan(spark, files, settings.quality, datetime.now(tz=UTC)).cache()
+        try:
+            rows = sum(row["rows_read"] for row in file_metrics(events).collect())
+            for routed in (valid_events(events), dead_letters(events)):
+                routed.mapInArrow(_count_rows, "rows long").agg(F.sum("rows")).collect()
+            return rows
+        finally:
+            events.unpersist()
 
 
 def _sample_files(directory: Path) -> list[ReadableFile]:
@@ -52,30 +55,7 @@ def _sample_files(directory: Path) -> list[ReadableFile]:
          "--interval", "0"],
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
-    readable = []
-    for path in sorted((directory / "files").glob("*.csv")):
-        modified = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
-        readable.append(
-            ReadableFile(path, detect_file(path), produced_at(path.name, modified), modified)
-        )
-    return readable
-
-
-def _run_plan(spark: SparkSession, files: list[ReadableFile], settings: Settings) -> int:
-    now = datetime.now(tz=UTC)
-    rules = ValidationRules.from_settings(settings.quality, now)
-    events = enrich_events(
-        validate_events(read_event_files(spark, files), rules),
-        late_watermark_s=settings.quality.late_watermark_s,
-        processed_at=now,
-    ).cache()
-    try:
-        rows = sum(row["rows_read"] for row in file_metrics(events).collect())
-        for routed in (valid_events(events), dead_letters(events)):
-            routed.mapInArrow(_count_rows, "rows long").agg(F.sum("rows")).collect()
-        return rows
-    finally:
-        events.unpersist()
+    return readable_in(directory / "files")
 
 
 def _count_rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
