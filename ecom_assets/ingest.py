@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -43,7 +42,8 @@ from ecom_assets.resources.event_sink import (
     StagingTables,
     commit_batch,
     prepare_staging,
-    stage,
+    stage_routed,
+    staged_rows,
 )
 from ecom_assets.resources.file_ledger import (
     Fingerprinted,
@@ -54,14 +54,9 @@ from ecom_assets.resources.file_ledger import (
 from ecom_assets.resources.spark import tune_for_ingest
 from ecom_assets.schema.detection import detect_file
 from ecom_assets.settings import QualitySettings, Settings
+from ecom_assets.transforms.arrow_routing import FileCounts
 from ecom_assets.transforms.enrich import enrich_events
-from ecom_assets.transforms.route import (
-    DEAD_LETTER_COLUMNS,
-    EVENT_COLUMNS,
-    dead_letters,
-    file_metrics,
-    valid_events,
-)
+from ecom_assets.transforms.route import routed
 from ecom_assets.transforms.validate import ValidationRules, validate_events
 
 NON_UTF8_NAME = "the file name is not UTF-8 (the ledger cannot store it): rename the file"
@@ -73,7 +68,8 @@ class PartitionBusyError(RuntimeError):
 
 
 class StagingMismatchError(RuntimeError):
-    """Spark staged a different number of rows than it counted: nothing is committed."""
+    """The staging tables hold other row counts than Spark's tasks counted (a task's COPY
+    committed twice or not at all): nothing is committed, the batch is retried."""
 
 
 @dataclass
@@ -192,8 +188,8 @@ def ingest_partition(
     """Ingest the partition's waiting files, then its arrivals (``next_files``); the run's totals.
 
     Each batch is one retried, idempotent unit (reliability.Guard). ``on_step`` is called at
-    each point where a crash leaves a different state behind (claimed, events_staged, staged,
-    commit_pending, committed, moved); the fault tests kill the process there.
+    each point where a crash leaves a different state behind (claimed, staged, commit_pending,
+    committed, moved); the fault tests kill the process there.
     """
     guard = guard_for(settings.reliability)
     guard.attach(log)
@@ -295,38 +291,27 @@ def _process(
     clock: Callable[[], datetime],
     began: float,
 ) -> BatchRecord:
-    events = event_plan(spark, readable, settings.quality, clock()).cache()
-    try:
-        tables = StagingTables.for_partition(report.partition)
-        prepare_staging(conn, tables)
-        outcomes = _outcomes(file_metrics(events), readable, began)
-        staged_valid = stage(valid_events(events), url, tables.events, EVENT_COLUMNS)
-        batch.on_step("events_staged")
-        staged_dead = stage(dead_letters(events), url, tables.dead_letters, DEAD_LETTER_COLUMNS)
-        batch.on_step("staged")
-        counted_valid = sum(outcome.rows_valid for outcome in outcomes)
-        counted_dead = sum(outcome.rows_invalid for outcome in outcomes)
-        if (staged_valid, staged_dead) != (counted_valid, counted_dead):
-            raise StagingMismatchError(
-                f"staged {staged_valid} valid / {staged_dead} invalid rows, "
-                f"counted {counted_valid} / {counted_dead}"
-            )
-        with conn.transaction():
-            inserted = commit_batch(
-                conn,
-                tables,
-                EVENT_COLUMNS,
-                DEAD_LETTER_COLUMNS,
-                report.run_id,
-                report.partition,
-                outcomes,
-            )
-            record = _batch_record(conn, report, batch, outcomes)
-            record_batch(conn, record, settings.quality.min_validity)
-            batch.on_step("commit_pending")
-        batch.on_step("committed")
-    finally:
-        events.unpersist()
+    tables = StagingTables.for_partition(report.partition)
+    prepare_staging(conn, tables)
+    events = routed(event_plan(spark, readable, settings.quality, clock()))
+    outcomes = _outcomes(stage_routed(events, url, tables), readable, began)
+    batch.on_step("staged")
+    counted = (
+        sum(outcome.rows_valid for outcome in outcomes),
+        sum(outcome.rows_invalid for outcome in outcomes),
+    )
+    staged = staged_rows(conn, tables)
+    if staged != counted:
+        raise StagingMismatchError(
+            f"staged {staged[0]} valid / {staged[1]} invalid rows, "
+            f"counted {counted[0]} / {counted[1]}"
+        )
+    with conn.transaction():
+        inserted = commit_batch(conn, tables, report.run_id, report.partition, outcomes)
+        record = _batch_record(conn, report, batch, outcomes)
+        record_batch(conn, record, settings.quality.min_validity)
+        batch.on_step("commit_pending")
+    batch.on_step("committed")
     report.add(outcomes, inserted)
     return record
 
@@ -425,29 +410,25 @@ def _record_failure(
         log.warning(f"[Batch {batch.number}] failure not recorded: {describe_error(db_exc)}")
 
 
-def _outcomes(metrics: DataFrame, readable: list[ReadableFile], began: float) -> list[FileOutcome]:
-    """Spark's per-file counts, with a zero row for files that had a header but no rows."""
-    by_file = {row["source_file"]: row for row in metrics.collect()}
+def _outcomes(
+    counts: dict[str, FileCounts], readable: list[ReadableFile], began: float
+) -> list[FileOutcome]:
+    """The tasks' counts per file, with a zero row for files that had a header but no rows."""
     elapsed = time.monotonic() - began
     outcomes = []
     for file in readable:
-        row = by_file.get(file.path.name)
+        counted = counts.get(file.path.name, FileCounts())
         outcomes.append(
             FileOutcome(
                 source_file=file.path.name,
                 schema_version=file.header.version.name if file.header.version else None,
-                rows_read=row["rows_read"] if row else 0,
-                rows_valid=row["rows_valid"] if row else 0,
-                rows_invalid=row["rows_invalid"] if row else 0,
-                rows_late=row["rows_late"] if row else 0,
-                error_counts=_codes(row["error_counts"]) if row else {},
+                rows_read=counted.rows_read,
+                rows_valid=counted.rows_valid,
+                rows_invalid=counted.rows_invalid,
+                rows_late=counted.rows_late,
+                error_counts=dict(counted.error_counts),
                 landed_at=file.landed_at,
                 processing_s=elapsed,
             )
         )
     return outcomes
-
-
-def _codes(error_counts: str) -> dict[str, int]:
-    """file_metrics' JSON object of code -> rows."""
-    return {code: int(rows) for code, rows in json.loads(error_counts).items()}

@@ -45,7 +45,6 @@ ingest_partition(spark, url, load_settings(), partition, "killed", log, on_step=
 # (step, occurrence): two batches of two files; the last point is inside the second batch
 KILL_POINTS = [
     ("claimed", 1),  # files claimed in the ledger, nothing staged
-    ("events_staged", 1),  # valid rows staged, dead letters not yet
     ("staged", 1),  # everything staged, nothing committed
     ("commit_pending", 1),  # every statement of the commit ran, COMMIT not sent
     ("committed", 1),  # committed, no file moved

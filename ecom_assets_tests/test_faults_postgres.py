@@ -1,5 +1,5 @@
 """PostgreSQL stopped in the middle of a run, for real: its own server is stopped from inside the
-run (between staging the valid and the invalid rows of a batch) and started again."""
+run (once a batch is staged, before its rows are counted and committed) and started again."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def test_postgres_down_opens_the_breaker_fails_clearly_and_a_rerun_commits_once(
     url, log = server.url("postgres"), RecordingLog()
     with pytest.raises(DependencyUnavailableError) as failure:
         ingest_partition(spark, url, settings, backlog.partition, "run-1", log,
-                         on_step=stop_at(server, "events_staged", batch=2))  # fmt: skip
+                         on_step=stop_at(server, "staged", batch=2))  # fmt: skip
     message = str(failure.value)
     assert message.startswith("[Batch 2]: circuit breaker OPEN (postgres)")
     assert "OperationalError" in message
@@ -115,8 +115,12 @@ def test_a_short_outage_is_ridden_out_by_retries_within_the_run(
     def restart_soon() -> None:
         threading.Timer(1.0, server.start).start()
 
-    on_step = stop_at(server, "events_staged", 1, restart_soon)
-    report = ingest_partition(spark, url, settings, backlog.partition, "r1", log, on_step=on_step)
+    # the next statement fails at once, so the retries (not the breaker) must span the restart
+    patient = settings.model_copy(
+        update={"reliability": RELIABILITY.model_copy(update={"breaker_failure_threshold": 8})}
+    )
+    on_step = stop_at(server, "staged", 1, restart_soon)
+    report = ingest_partition(spark, url, patient, backlog.partition, "r1", log, on_step=on_step)
     assert report.retries >= 1
     assert report.files_committed == backlog.files
     assert landed(url, settings) == exactly_once(backlog)

@@ -1,5 +1,6 @@
-"""valid_events, dead_letters and file_metrics over one validated, enriched, cached batch of
-v1, v2 and v3 files: exact columns, values, error details, raw records and per-file counts."""
+"""route.routed over one validated, enriched, cached batch of v1, v2 and v3 files, split and
+counted by arrow_routing as a staging task does: exact columns, types, values, error details,
+raw records and per-file counts."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
     BooleanType,
@@ -26,14 +27,21 @@ from pyspark.sql.types import (
 )
 
 from ecom_assets.schema.versions import V1, V3
+from ecom_assets.transforms.arrow_routing import (
+    FileCounts,
+    add_counts,
+    count_by_file,
+    dead_letter_rows,
+    event_rows,
+    route_batches,
+    routed_rows_counted,
+)
 from ecom_assets.transforms.enrich import enrich_events
 from ecom_assets.transforms.route import (
     DEAD_LETTER_COLUMNS,
     EVENT_COLUMNS,
-    FILE_METRIC_COLUMNS,
-    dead_letters,
-    file_metrics,
-    valid_events,
+    ROUTED_COLUMNS,
+    routed,
 )
 from ecom_assets.transforms.validate import validate_events
 from ecom_assets_tests.test_transforms_support import RULES, event, latest_batch, uid, view
@@ -76,8 +84,14 @@ def enriched(spark: SparkSession) -> Iterator[DataFrame]:
     frame.unpersist()
 
 
-def by_line(frame: DataFrame) -> dict[tuple[str, int], dict[str, Any]]:
-    return {(r.source_file, r.source_line): r.asDict() for r in frame.collect()}
+@pytest.fixture(scope="module")
+def batch(enriched: DataFrame) -> pa.RecordBatch:
+    """The routed rows as one Arrow batch, as a staging task receives them."""
+    return routed(enriched).toArrow().combine_chunks().to_batches()[0]
+
+
+def by_line(rows: pa.RecordBatch) -> dict[tuple[str, int], dict[str, Any]]:
+    return {(r["source_file"], r["source_line"]): r for r in rows.to_pylist()}
 
 
 def table_columns(table: str) -> list[str]:
@@ -91,9 +105,9 @@ def test_event_columns_are_the_table_columns() -> None:
     assert list(EVENT_COLUMNS) == table_columns("ecommerce_events")
 
 
-def test_valid_events(enriched: DataFrame) -> None:
-    frame = valid_events(enriched)
-    assert frame.columns == list(EVENT_COLUMNS)
+def test_routed_columns_and_types(enriched: DataFrame) -> None:
+    frame = routed(enriched)
+    assert frame.columns == list(ROUTED_COLUMNS)
     types = {f.name: f.dataType for f in frame.schema.fields}
     assert [types[c] for c in ("user_id", "product_id", "price", "quantity")] == [
         LongType(),
@@ -112,11 +126,14 @@ def test_valid_events(enriched: DataFrame) -> None:
         IntegerType(),
         TimestampType(),
     ]
-    rows = by_line(
-        frame.withColumns(
-            {c: F.unix_micros(c) for c in ("event_time", "processed_at")}  # zone-free compare
-        )
-    )
+    codes_type = types["error_codes"]
+    assert isinstance(codes_type, ArrayType) and codes_type.elementType == StringType()
+
+
+def test_event_rows(batch: pa.RecordBatch) -> None:
+    valid = event_rows(batch)
+    assert valid.schema.names == list(EVENT_COLUMNS)
+    rows = by_line(valid)
     assert sorted(rows) == [
         ("r1.csv", 1),
         ("r2.csv", 1),
@@ -133,7 +150,7 @@ def test_valid_events(enriched: DataFrame) -> None:
         "price": Decimal("19.99"),
         "quantity": 1,
         "total_amount": Decimal("19.99"),
-        "event_time": int(datetime(2024, 6, 1, 10, tzinfo=UTC).timestamp()) * 1_000_000,
+        "event_time": datetime(2024, 6, 1, 10, tzinfo=UTC),
         "event_date": date(2024, 6, 1),
         "event_hour": 10,
         "session_id": None,
@@ -148,7 +165,7 @@ def test_valid_events(enriched: DataFrame) -> None:
         "schema_version": "v1",
         "source_file": "r1.csv",
         "source_line": 1,
-        "processed_at": int(PROCESSED.timestamp()) * 1_000_000,
+        "processed_at": PROCESSED,
     }
     late = {
         key: (row["is_late"], row["quantity"], row["total_amount"]) for key, row in rows.items()
@@ -163,19 +180,17 @@ def test_valid_events(enriched: DataFrame) -> None:
     assert rows[("r3.csv", 1)]["geo_country"] == "DE"
 
 
-def test_dead_letters(enriched: DataFrame) -> None:
-    frame = dead_letters(enriched)
-    assert frame.columns == list(DEAD_LETTER_COLUMNS)
-    codes_type = frame.schema["error_codes"].dataType
-    assert isinstance(codes_type, ArrayType) and codes_type.elementType == StringType()
-    rows = by_line(frame)
+def test_dead_letter_rows(batch: pa.RecordBatch) -> None:
+    dead = dead_letter_rows(batch)
+    assert dead.schema.names == list(DEAD_LETTER_COLUMNS)
+    rows = by_line(dead)
     records = {key: json.loads(row.pop("raw_record")) for key, row in rows.items()}
     assert rows == {
         ("r1.csv", 2): {
             "source_file": "r1.csv",
             "source_line": 2,
             "event_id": uid(2).upper(),
-            "error_codes": ["NEGATIVE_PRICE"],
+            "error_codes": "{NEGATIVE_PRICE}",  # a PostgreSQL array literal
             "error_detail": "NEGATIVE_PRICE: price='-5.00'",
             "schema_version": "v1",
         },
@@ -183,7 +198,7 @@ def test_dead_letters(enriched: DataFrame) -> None:
             "source_file": "r1.csv",
             "source_line": 3,
             "event_id": None,
-            "error_codes": ["MISSING_EVENT_ID", "USER_REQUIRED"],
+            "error_codes": "{MISSING_EVENT_ID,USER_REQUIRED}",
             "error_detail": "MISSING_EVENT_ID: event_id=NULL; "
             "USER_REQUIRED: event_type='purchase', user_id=NULL",
             "schema_version": "v1",
@@ -192,7 +207,7 @@ def test_dead_letters(enriched: DataFrame) -> None:
             "source_file": "r3.csv",
             "source_line": 3,
             "event_id": uid(33),
-            "error_codes": ["UNEXPECTED_PRICE", "INVALID_USER_SEGMENT"],
+            "error_codes": "{UNEXPECTED_PRICE,INVALID_USER_SEGMENT}",
             "error_detail": "UNEXPECTED_PRICE: event_type='view', price='19.99'; "
             "INVALID_USER_SEGMENT: user_segment='vip'",
             "schema_version": "v3",
@@ -201,7 +216,7 @@ def test_dead_letters(enriched: DataFrame) -> None:
             "source_file": "r3.csv",
             "source_line": 4,
             "event_id": uid(31),
-            "error_codes": ["DUPLICATE_EVENT_ID"],
+            "error_codes": "{DUPLICATE_EVENT_ID}",
             "error_detail": f"DUPLICATE_EVENT_ID: event_id='{uid(31)}'",
             "schema_version": "v3",
         },
@@ -209,7 +224,7 @@ def test_dead_letters(enriched: DataFrame) -> None:
             "source_file": "r4.csv",
             "source_line": 1,
             "event_id": uid(41),
-            "error_codes": ["MALFORMED_ROW"],
+            "error_codes": "{MALFORMED_ROW}",
             "error_detail": f"MALFORMED_ROW: record='{R4_TEXT}'",
             "schema_version": "v1",
         },
@@ -230,46 +245,53 @@ def test_dead_letters(enriched: DataFrame) -> None:
     assert list(records[("r4.csv", 1)]) == [*V1.column_names, "record"]
 
 
-def test_file_metrics(enriched: DataFrame) -> None:
-    frame = file_metrics(enriched)
-    assert frame.columns == list(FILE_METRIC_COLUMNS)
-    rows = {r.source_file: r.asDict() for r in frame.collect()}
-    assert rows == {
-        "r1.csv": {
-            "source_file": "r1.csv",
-            "schema_version": "v1",
-            "rows_read": 3,
-            "rows_valid": 1,
-            "rows_invalid": 2,
-            "rows_late": 1,
-            "error_counts": '{"MISSING_EVENT_ID":1,"USER_REQUIRED":1,"NEGATIVE_PRICE":1}',
-        },
-        "r2.csv": {
-            "source_file": "r2.csv",
-            "schema_version": "v2",
-            "rows_read": 2,
-            "rows_valid": 2,
-            "rows_invalid": 0,
-            "rows_late": 0,
-            "error_counts": "{}",
-        },
-        "r3.csv": {
-            "source_file": "r3.csv",
-            "schema_version": "v3",
-            "rows_read": 4,
-            "rows_valid": 2,
-            "rows_invalid": 2,
-            "rows_late": 1,  # the late invalid row (line 3) is not counted
-            "error_counts": '{"DUPLICATE_EVENT_ID":1,"UNEXPECTED_PRICE":1,'
-            '"INVALID_USER_SEGMENT":1}',
-        },
-        "r4.csv": {
-            "source_file": "r4.csv",
-            "schema_version": "v1",
-            "rows_read": 1,
-            "rows_valid": 0,
-            "rows_invalid": 1,
-            "rows_late": 0,
-            "error_counts": '{"MALFORMED_ROW":1}',
-        },
-    }
+EXPECTED_COUNTS = {
+    "r1.csv": FileCounts(
+        rows_read=3,
+        rows_valid=1,
+        rows_late=1,
+        error_counts={"MISSING_EVENT_ID": 1, "USER_REQUIRED": 1, "NEGATIVE_PRICE": 1},
+    ),
+    "r2.csv": FileCounts(rows_read=2, rows_valid=2, rows_late=0),
+    "r3.csv": FileCounts(
+        rows_read=4,
+        rows_valid=2,
+        rows_late=1,  # the late invalid row (line 3) is not counted
+        error_counts={"DUPLICATE_EVENT_ID": 1, "UNEXPECTED_PRICE": 1, "INVALID_USER_SEGMENT": 1},
+    ),
+    "r4.csv": FileCounts(rows_read=1, rows_valid=0, rows_late=0, error_counts={"MALFORMED_ROW": 1}),
+}
+
+
+def test_count_by_file(batch: pa.RecordBatch) -> None:
+    counts = count_by_file(batch)
+    assert counts == EXPECTED_COUNTS
+    assert counts["r1.csv"].rows_invalid == 2
+    assert {name: FileCounts.from_json(c.to_json()) for name, c in counts.items()} == counts
+
+
+def test_counts_of_a_file_spread_over_batches_add_up(batch: pa.RecordBatch) -> None:
+    """After the duplicate rule's shuffle a file's rows reach several tasks and batches."""
+    counts: dict[str, FileCounts] = {}
+    for row in range(batch.num_rows):
+        add_counts(counts, count_by_file(batch.slice(row, 1)))
+    assert counts == EXPECTED_COUNTS
+
+
+def test_route_batches_writes_each_side_as_csv_and_counts(batch: pa.RecordBatch) -> None:
+    events: list[bytes] = []
+    dead: list[bytes] = []
+    empty = batch.slice(0, 0)
+    counts = route_batches([batch.slice(0, 4), empty, batch.slice(4)], events.append, dead.append)
+    assert counts == EXPECTED_COUNTS
+    assert len(events) == len(dead) == 2  # the empty batch writes nothing
+    event_lines = b"".join(events).decode().splitlines()
+    dead_lines = b"".join(dead).decode().splitlines()
+    assert len(event_lines) == 5 and len(dead_lines) == 5
+    assert sum(line.startswith(f'"{uid(1)}",42,"purchase"') for line in event_lines) == 1
+    assert sum('"{MISSING_EVENT_ID,USER_REQUIRED}"' in line for line in dead_lines) == 1
+
+
+def test_routed_rows_counted_routes_every_row_through_spark(enriched: DataFrame) -> None:
+    counted = routed(enriched).mapInArrow(routed_rows_counted, "rows long")
+    assert sum(row["rows"] for row in counted.collect()) == enriched.count() == 10

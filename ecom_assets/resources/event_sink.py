@@ -2,16 +2,16 @@
 
 No JDBC jar (nothing may download at run time) and no plain append (one duplicate key would fail
 the whole batch): each Spark task streams its rows as CSV through psycopg COPY into UNLOGGED
-staging tables, and the driver then moves them with `INSERT ... ON CONFLICT DO NOTHING`, writes
-the quality metrics and marks the files committed in ONE transaction. A crash before that commit
-leaves only staging rows, which the next run of the partition drops; a crash after it leaves
-committed files that only need moving. Re-running is always safe.
+staging tables, valid rows and dead letters in the same pass, counting them per file on the way.
+The driver then moves them with `INSERT ... ON CONFLICT DO NOTHING`, writes the quality metrics
+and marks the files committed in ONE transaction. A crash before that commit leaves only staging
+rows, which the next run of the partition drops; a crash after it leaves committed files that
+only need moving. Re-running is always safe.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -21,7 +21,9 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
+
+from ecom_assets.transforms.arrow_routing import FileCounts, add_counts, route_batches
+from ecom_assets.transforms.route import DEAD_LETTER_COLUMNS, EVENT_COLUMNS
 
 COPY_TASKS = 2  # tasks writing at once: one per core here; more only adds connections
 
@@ -65,47 +67,61 @@ def drop_staging(conn: psycopg.Connection, tables: StagingTables) -> None:
     )
 
 
-def copy_writer(
-    url: str, table: str, columns: Sequence[str]
-) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """A mapInArrow function: COPY one task's batches into table, yield its row count."""
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+def _copy_statement(table: str, columns: Sequence[str]) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
 
-    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        import pyarrow.csv as pa_csv  # on the executor
 
-        options = pa_csv.WriteOptions(include_header=False)
-        rows = 0
-        with psycopg.connect(url) as conn:
-            conn.execute("SET TIME ZONE 'UTC'")
-            with conn.cursor().copy(statement) as copy:
-                for batch in batches:
-                    if batch.num_rows == 0:
-                        continue
-                    buffer = io.BytesIO()
-                    pa_csv.write_csv(batch, buffer, options)
-                    copy.write(buffer.getvalue())
-                    rows += batch.num_rows
-        yield pa.RecordBatch.from_pydict({"rows": [rows]})
+def routing_writer(
+    url: str, tables: StagingTables
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """A mapInArrow function: COPY one task's valid rows and dead letters into their staging
+    tables, and yield its counts per file (``arrow_routing.FileCounts`` as JSON).
+
+    Two connections, one COPY each, committed when the task ends; a failed task leaves nothing.
+    Both COPY streams stay open while the rows pass, so no task holds its dead letters in memory.
+    """
+    events_copy = _copy_statement(tables.events, EVENT_COLUMNS)
+    dead_copy = _copy_statement(tables.dead_letters, DEAD_LETTER_COLUMNS)
+
+    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        with psycopg.connect(url) as events_conn, psycopg.connect(url) as dead_conn:
+            for conn in (events_conn, dead_conn):
+                conn.execute("SET TIME ZONE 'UTC'")
+            with (
+                events_conn.cursor().copy(events_copy) as events,
+                dead_conn.cursor().copy(dead_copy) as dead,
+            ):
+                counts = route_batches(batches, events.write, dead.write)
+        yield pa.RecordBatch.from_pydict(
+            {"source_file": list(counts), "counts": [c.to_json() for c in counts.values()]}
+        )
 
     return write
 
 
-def stage(df: DataFrame, url: str, table: str, columns: Sequence[str]) -> int:
-    """COPY df's columns into a staging table from the executors; returns rows staged."""
-    prepared = df.select(
-        *[
-            # PostgreSQL array literal; codes are identifiers, never need quoting
-            F.concat(F.lit("{"), F.array_join(column, ","), F.lit("}")).alias(column)
-            if column == "error_codes"
-            else F.col(column)
-            for column in columns
-        ]
+def stage_routed(df: DataFrame, url: str, tables: StagingTables) -> dict[str, FileCounts]:
+    """Stage ``route.routed`` rows from the executors in one pass; the counts per file.
+
+    At most COPY_TASKS tasks write at once (``coalesce``), whatever the shuffle's partitions.
+    """
+    written = df.coalesce(COPY_TASKS).mapInArrow(
+        routing_writer(url, tables), "source_file string, counts string"
     )
-    counts = prepared.coalesce(COPY_TASKS).mapInArrow(copy_writer(url, table, columns), "rows long")
-    return int(counts.agg(F.sum("rows")).collect()[0][0] or 0)
+    counts: dict[str, FileCounts] = {}
+    for row in written.collect():
+        add_counts(counts, {row["source_file"]: FileCounts.from_json(row["counts"])})
+    return counts
+
+
+def staged_rows(conn: psycopg.Connection, tables: StagingTables) -> tuple[int, int]:
+    """Rows in the staging tables (valid, dead letters): what the commit would move."""
+    return conn.execute(
+        sql.SQL("SELECT (SELECT count(*) FROM {}), (SELECT count(*) FROM {})").format(
+            sql.Identifier(tables.events), sql.Identifier(tables.dead_letters)
+        )
+    ).fetchone()
 
 
 @dataclass(frozen=True)
@@ -126,8 +142,6 @@ class FileOutcome:
 def commit_batch(
     conn: psycopg.Connection,
     tables: StagingTables,
-    event_columns: Sequence[str],
-    dead_letter_columns: Sequence[str],
     run_id: str,
     partition: str,
     outcomes: Sequence[FileOutcome],
@@ -137,7 +151,7 @@ def commit_batch(
     Returns rows inserted per file; the rest of a file's valid rows were duplicates of
     events already stored (a replay), which ON CONFLICT skipped.
     """
-    columns = sql.SQL(", ").join(map(sql.Identifier, event_columns))
+    columns = sql.SQL(", ").join(map(sql.Identifier, EVENT_COLUMNS))
     with conn.transaction():
         inserted = dict(
             conn.execute(
@@ -156,7 +170,7 @@ def commit_batch(
                 "SELECT {cols}, %s, %s FROM {stage} "
                 "ON CONFLICT (source_file, source_line) DO NOTHING"
             ).format(
-                cols=sql.SQL(", ").join(map(sql.Identifier, dead_letter_columns)),
+                cols=sql.SQL(", ").join(map(sql.Identifier, DEAD_LETTER_COLUMNS)),
                 stage=sql.Identifier(tables.dead_letters),
             ),
             (partition, run_id),

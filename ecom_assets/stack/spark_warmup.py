@@ -15,18 +15,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pyarrow as pa
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from ecom_assets.ingest import event_plan
 from ecom_assets.resources.event_reader import ReadableFile, readable_in
 from ecom_assets.settings import Settings, load_settings
-from ecom_assets.transforms.route import dead_letters, file_metrics, valid_events
+from ecom_assets.transforms.arrow_routing import routed_rows_counted
+from ecom_assets.transforms.route import routed
 
 SAMPLE_FILES = 3
 SAMPLE_EVENTS = 200
@@ -36,14 +35,9 @@ def warm_up(spark: SparkSession, settings: Settings) -> int:
     """Run the ingest plan on generated sample files; returns the rows it went through."""
     with tempfile.TemporaryDirectory(prefix="ecom-warmup-") as directory:
         files = _sample_files(Path(directory))
-        events = event_plan(spark, files, settings.quality, datetime.now(tz=UTC)).cache()
-        try:
-            rows = sum(row["rows_read"] for row in file_metrics(events).collect())
-            for routed in (valid_events(events), dead_letters(events)):
-                routed.mapInArrow(_count_rows, "rows long").agg(F.sum("rows")).collect()
-            return rows
-        finally:
-            events.unpersist()
+        events = routed(event_plan(spark, files, settings.quality, datetime.now(tz=UTC)))
+        counted = events.mapInArrow(routed_rows_counted, "rows long").agg(F.sum("rows"))
+        return int(counted.collect()[0][0])
 
 
 def _sample_files(directory: Path) -> list[ReadableFile]:
@@ -56,11 +50,6 @@ def _sample_files(directory: Path) -> list[ReadableFile]:
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
     return readable_in(directory / "files")
-
-
-def _count_rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """Starts the server's Python worker, as staging does, without writing anywhere."""
-    yield pa.RecordBatch.from_pydict({"rows": [sum(batch.num_rows for batch in batches)]})
 
 
 def main() -> int:

@@ -5,11 +5,9 @@ Order, per batch of files (the union of each file's ``schema.migration.to_latest
 
 1. ``validate.validate_events`` adds ``error_codes`` (every failed rule; empty means valid);
 2. ``enrich.enrich_events`` derives category, quantity default, total, time parts, late flag;
-3. ``route.valid_events``, ``route.dead_letters`` and ``route.file_metrics`` split the result
-   into the three tables.
-
-Cache (or checkpoint) the enriched DataFrame before routing: all three route outputs read it,
-and without a cache each one re-reads the files and recomputes the duplicate window.
+3. ``route.routed`` shapes each row once for all three tables; ``arrow_routing`` splits each
+   Arrow batch of it into events and dead letters and counts it per file, inside the one pass
+   that stages a batch (no cache: nothing is read or validated twice).
 Validation runs before enrichment on purpose: rules see what the producer wrote (after
 normalisation), not derived defaults such as a filled-in category or quantity.
 """

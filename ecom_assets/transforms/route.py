@@ -1,8 +1,11 @@
-"""Routing of validated, enriched rows into the shapes of the three tables.
+"""Routing of validated, enriched rows: one frame with what all three tables need.
 
-``valid_events`` -> ecommerce_events, ``dead_letters`` -> dead_letter_events, ``file_metrics``
--> data_quality_metrics (the caller adds run, partition, insert and latency figures). All three
-read the same input: cache it first (see the package docstring).
+``routed`` keeps each row once, with the columns of ecommerce_events, its error codes and, on
+invalid rows only, the dead letter's own fields. Ingest stages it in a single pass, in which each
+task splits and counts its rows (``arrow_routing``): valid rows -> ecommerce_events, invalid ->
+dead_letter_events, counts per file -> data_quality_metrics (the caller adds run, partition,
+insert and latency figures). One pass needs no cache: reading the files and running the rules
+happen once per batch (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -53,41 +56,34 @@ DEAD_LETTER_COLUMNS: tuple[str, ...] = (
     "schema_version",
 )
 
-FILE_METRIC_COLUMNS: tuple[str, ...] = (
-    "source_file",
-    "schema_version",
-    "rows_read",
-    "rows_valid",
-    "rows_invalid",
-    "rows_late",
-    "error_counts",
+DEAD_LETTER_EVENT_ID = "dead_letter_event_id"
+"""The event id as a dead letter stores it: the raw id trimmed, since the parsed one is NULL
+for an invalid id."""
+
+ROUTED_COLUMNS: tuple[str, ...] = (
+    *EVENT_COLUMNS,
+    ERROR_CODES_COLUMN,
+    DEAD_LETTER_EVENT_ID,
+    "error_detail",
+    "raw_record",
 )
 
 
-def _is_valid() -> Column:
-    return F.size(ERROR_CODES_COLUMN) == 0
+def routed(df: DataFrame) -> DataFrame:
+    """Every row once as ROUTED_COLUMNS; the dead-letter fields are NULL on valid rows.
 
-
-def valid_events(df: DataFrame) -> DataFrame:
-    """Rows without error codes, exactly EVENT_COLUMNS."""
-    return df.where(_is_valid()).select(*EVENT_COLUMNS)
-
-
-def dead_letters(df: DataFrame) -> DataFrame:
-    """Rows with error codes as DEAD_LETTER_COLUMNS: what failed, why, and the row as written.
-
-    ``event_id`` is the raw id trimmed (NULL when blank), since the parsed one is NULL for an
-    invalid id; ``raw_record`` holds only the fields of the row's own schema version, so a
-    replay can write the record back as its producer wrote it.
+    ``raw_record`` holds only the fields of the row's own schema version, so a replay can write
+    the record back as its producer wrote it. Valid rows skip the dead-letter expressions
+    (``when``): building JSON and details for 98 % of rows only to drop them would cost more
+    than the rules.
     """
-    return df.where(~_is_valid()).select(
-        "source_file",
-        "source_line",
-        trimmed(F.col(raw_name("event_id"))).alias("event_id"),
+    invalid = F.size(ERROR_CODES_COLUMN) > 0
+    return df.select(
+        *EVENT_COLUMNS,
         ERROR_CODES_COLUMN,
-        error_detail().alias("error_detail"),
-        raw_record().alias("raw_record"),
-        SCHEMA_VERSION_COLUMN,
+        F.when(invalid, trimmed(F.col(raw_name("event_id")))).alias(DEAD_LETTER_EVENT_ID),
+        F.when(invalid, error_detail()).alias("error_detail"),
+        F.when(invalid, raw_record()).alias("raw_record"),
     )
 
 
@@ -141,37 +137,3 @@ def _raw_record(with_text: bool) -> Column:
     for version in rest:
         record = record.when(version_of_row == version.name, as_json(version))
     return record.otherwise(as_json(LATEST))
-
-
-def file_metrics(df: DataFrame) -> DataFrame:
-    """One row per source_file: FILE_METRIC_COLUMNS, in one aggregation (no join, no explode).
-
-    The codes are a fixed enum, so each code's row count is a conditional count in the same
-    groupBy as the totals; ``error_counts`` is a JSON object {code: rows} of the codes that
-    occur, in ErrorCode order ("{}" for a clean file). rows_late counts valid rows only.
-    """
-    valid = _is_valid()
-    code_counts = [
-        F.count(F.when(F.array_contains(ERROR_CODES_COLUMN, code.value), 1)).alias(code.value)
-        for code in ErrorCode
-    ]
-    # a file has one version: grouping by it too keeps a hash (not sort) aggregate
-    totals = df.groupBy("source_file", SCHEMA_VERSION_COLUMN).agg(
-        F.count(F.lit(1)).alias("rows_read"),
-        F.count(F.when(valid, 1)).alias("rows_valid"),
-        F.count(F.when(valid & F.col("is_late"), 1)).alias("rows_late"),
-        *code_counts,
-    )
-    counts = F.map_from_arrays(
-        F.array(*(F.lit(code.value) for code in ErrorCode)),
-        F.array(*(F.col(code.value) for code in ErrorCode)),
-    )
-    return totals.select(
-        "source_file",
-        "schema_version",
-        "rows_read",
-        "rows_valid",
-        (F.col("rows_read") - F.col("rows_valid")).alias("rows_invalid"),
-        "rows_late",
-        F.to_json(F.map_filter(counts, lambda _, n: n > 0)).alias("error_counts"),
-    )
