@@ -2,74 +2,49 @@
 
 This is the use case behind the ingest assets, free of Dagster so it can be driven and tested
 directly. A run takes the settled files of its partition waiting when it starts, in batches of at
-most ECOM_INGEST_MAX_FILES_PER_RUN, so a backlog drains in one run. It then stays a warm worker
-for its partition: for ECOM_INGEST_MAX_RUN_S after its start it takes files that arrive meanwhile,
-waiting up to ECOM_INGEST_LINGER_S for the next one, since a new run costs seconds of process
-launch and Spark session before its first batch (docs/decisions.md). It ends early when files of
-another partition wait, so one hour's run never holds up the next. Every step is safe to repeat
-after a crash (see resources/event_sink.py).
+most ECOM_INGEST_MAX_FILES_PER_RUN files and ECOM_INGEST_MAX_BATCH_MB, so a backlog drains in one
+run; it commits each batch while Spark stages the next (ingest_batch.py). It then stays a warm
+worker for its partition: for ECOM_INGEST_MAX_RUN_S after its start it takes files that arrive
+meanwhile, waiting up to ECOM_INGEST_LINGER_S for the next one, since a new run costs seconds of
+process launch and Spark session before its first batch (docs/decisions.md). It ends early when
+files of another partition wait, so one hour's run never holds up the next. Every step is safe to
+repeat after a crash (see resources/event_sink.py).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import psycopg
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 
+from ecom_assets.ingest_batch import (
+    Batch,
+    Committed,
+    PartitionLock,
+    Staged,
+    commit_staged,
+    connect,
+    stage_batch,
+)
 from ecom_assets.monitoring.alerts import raise_batch_alerts
 from ecom_assets.monitoring.batches import BatchRecord, quality_status, record_batch
 from ecom_assets.monitoring.logs import LogSink
-from ecom_assets.reliability import configure_spark_retries, describe_error, guard_for
-from ecom_assets.resources.event_files import (
-    InputFile,
-    is_utf8_name,
-    list_input_files,
-    move_to_processed,
-    printable_name,
-    quarantine,
-    sha256_of,
-)
-from ecom_assets.resources.event_reader import ReadableFile, read_event_files
-from ecom_assets.resources.event_sink import (
-    FileOutcome,
-    StagingTables,
-    commit_batch,
-    prepare_staging,
-    stage_routed,
-    staged_rows,
-)
-from ecom_assets.resources.file_ledger import (
-    Fingerprinted,
-    claim_files,
-    mark_failed,
-    mark_quarantined,
-)
-from ecom_assets.resources.spark import tune_for_ingest
-from ecom_assets.schema.detection import detect_file
-from ecom_assets.settings import QualitySettings, Settings
-from ecom_assets.transforms.arrow_routing import FileCounts
-from ecom_assets.transforms.enrich import enrich_events
-from ecom_assets.transforms.route import routed
-from ecom_assets.transforms.validate import ValidationRules, validate_events
+from ecom_assets.reliability import Guard, configure_spark_retries, describe_error, guard_for
+from ecom_assets.resources.event_files import InputFile, list_input_files
+from ecom_assets.resources.event_sink import FileOutcome
+from ecom_assets.resources.file_ledger import mark_failed
+from ecom_assets.settings import Settings
 
-NON_UTF8_NAME = "the file name is not UTF-8 (the ledger cannot store it): rename the file"
 FAILURE_CONNECT_TIMEOUT_S = 3  # recording a failure must not wait long on a server that is down
-
-
-class PartitionBusyError(RuntimeError):
-    """Another run holds the partition; runs of one partition never overlap."""
-
-
-class StagingMismatchError(RuntimeError):
-    """The staging tables hold other row counts than Spark's tasks counted (a task's COPY
-    committed twice or not at all): nothing is committed, the batch is retried."""
+T = TypeVar("T")
 
 
 @dataclass
@@ -98,6 +73,10 @@ class IngestReport:
     def validity_rate(self) -> float | None:
         return self.rows_valid / self.rows_read if self.rows_read else None
 
+    def add_staged(self, staged: Staged) -> None:
+        self.quarantined.update(staged.quarantined)
+        self.files_already_committed += staged.already_committed
+
     def add(self, outcomes: Sequence[FileOutcome], inserted: dict[str, int]) -> None:
         for outcome in outcomes:
             self.files_committed += 1
@@ -108,15 +87,6 @@ class IngestReport:
             self.rows_inserted += inserted.get(outcome.source_file, 0)
             self.rows_duplicate += outcome.rows_valid - inserted.get(outcome.source_file, 0)
             self.error_counts.update(outcome.error_counts)
-
-
-def _connect(url: str, timeout_s: int) -> psycopg.Connection:
-    """An autocommit connection: each statement of a batch outside its commit stands alone."""
-    return psycopg.connect(url, autocommit=True, connect_timeout=timeout_s)
-
-
-def _lock_key(partition: str) -> int:
-    return int.from_bytes(hashlib.sha256(partition.encode()).digest()[:8], "big", signed=True)
 
 
 LINGER_POLL_S = 0.5
@@ -150,29 +120,31 @@ def next_files(
         mine = [file for file in files if file.partition == partition and file.name not in taken]
         from_start = [file for file in mine if file.name in waiting]
         if from_start:
-            return from_start[: ingestion.max_files_per_run]
+            return _batch_of(from_start, settings)
         others_wait = any(file.partition != partition for file in files)
         if others_wait or time.monotonic() - started >= ingestion.max_run_s:
             return []
         if mine:
-            return mine[: ingestion.max_files_per_run]
+            return _batch_of(mine, settings)
         if time.monotonic() >= linger_until:
             return []
         time.sleep(LINGER_POLL_S)
 
 
+def _batch_of(files: list[InputFile], settings: Settings) -> list[InputFile]:
+    """The first files, up to max_files_per_run and max_batch_mb (at least one file)."""
+    budget = settings.ingestion.max_batch_mb * 1024 * 1024
+    batch: list[InputFile] = []
+    for file in files[: settings.ingestion.max_files_per_run]:
+        if batch and budget < file.size_bytes:
+            break
+        batch.append(file)
+        budget -= file.size_bytes
+    return batch
+
+
 def _no_step(_: str) -> None:
     pass
-
-
-@dataclass(frozen=True)
-class _Batch:
-    """One batch attempt's fixed inputs."""
-
-    number: int
-    files: list[InputFile]
-    started_at: datetime
-    on_step: Callable[[str], None]
 
 
 def ingest_partition(
@@ -187,177 +159,118 @@ def ingest_partition(
 ) -> IngestReport:
     """Ingest the partition's waiting files, then its arrivals (``next_files``); the run's totals.
 
-    Each batch is one retried, idempotent unit (reliability.Guard). ``on_step`` is called at
-    each point where a crash leaves a different state behind (claimed, staged, commit_pending,
-    committed, moved); the fault tests kill the process there.
+    Each batch's staging is one retried, idempotent unit (reliability.Guard); its commit runs in
+    a thread while the next batch stages, and a failed commit is retried as the whole batch.
+    ``on_step`` is called at each point where a crash leaves a different state behind (claimed,
+    staged, commit_pending, committed, moved); the fault tests kill the process there.
     """
     guard = guard_for(settings.reliability)
     guard.attach(log)
     configure_spark_retries(spark, settings.reliability)
     retries_before, transitions_before = guard.retries, len(guard.transitions)
-    report = IngestReport(partition=partition, run_id=run_id)
+    run = _Run(spark, url, settings, IngestReport(partition, run_id), guard, log, clock)
     started = time.monotonic()
     waiting = {file.name for file in pending_files(settings, partition, clock())}
     taken: set[str] = set()
     try:
-        while files := next_files(settings, partition, waiting, taken, started, clock):
-            taken.update(file.name for file in files)
-            report.batches += 1
-            batch = _Batch(report.batches, files, clock(), on_step)
-            try:
-                record = guard.call(
-                    functools.partial(_ingest_batch, spark, url, settings, report, batch, clock),
-                    f"[Batch {batch.number}]",
-                )
-            except Exception as exc:
-                _record_failure(url, settings, report, batch, exc, log)
-                raise
-            if record is not None:  # the batch committed rows, not only moves and quarantines
-                _log_success(record, settings, log)
-                _raise_alerts(url, settings, record, log)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecom-commit") as committer:
+            while files := next_files(settings, partition, waiting, taken, started, clock):
+                taken.update(file.name for file in files)
+                run.report.batches += 1
+                batch = Batch(run.report.batches, files, clock(), on_step)
+                run.stage_and_submit(batch, committer)
+            run.finish()
     finally:
+        run.finish()  # the batch before a failed one is committed (or recorded failed) first
+        run.lock.release()
+        report = run.report
         report.seconds = time.monotonic() - started
         report.retries = guard.retries - retries_before
         report.breakers = guard.states()
         report.breaker_transitions = [
             f"{t.breaker}: {t.old} -> {t.new}" for t in guard.transitions[transitions_before:]
         ]
-    return report
+    return run.report
 
 
-def _ingest_batch(
-    spark: SparkSession,
-    url: str,
-    settings: Settings,
-    report: IngestReport,
-    batch: _Batch,
-    clock: Callable[[], datetime],
-) -> BatchRecord | None:
-    """One attempt at a batch, on its own connection: safe to repeat after any failure.
+@dataclass
+class _Run:
+    """One run's state: at most one batch committing in the background while the next stages."""
 
-    Returns the committed batch's record, None when no file of it had rows to commit.
-    """
-    began = time.monotonic()
-    with _connect(url, settings.database.db_connect_timeout_s) as conn:
-        locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(report.partition),))
-        if not locked.fetchone()[0]:
-            raise PartitionBusyError(f"another run is ingesting partition {report.partition}")
-        files = []
-        for file in batch.files:
-            if not file.path.exists():
-                continue  # a repeated attempt skips what the failed one already moved away
-            if is_utf8_name(file.name):
-                files.append(file)
-                continue
-            quarantine(file.path, settings.quarantine_dir, {"reason": NON_UTF8_NAME})
-            report.quarantined[printable_name(file.name)] = NON_UTF8_NAME
-        claim = claim_files(
-            conn, report.run_id, [Fingerprinted(f, sha256_of(f.path)) for f in files]
+    spark: SparkSession
+    url: str
+    settings: Settings
+    report: IngestReport
+    guard: Guard
+    log: LogSink
+    clock: Callable[[], datetime]
+    lock: PartitionLock = field(init=False)
+    committing: tuple[Staged, Future[Committed]] | None = None
+
+    def __post_init__(self) -> None:
+        timeout = self.settings.database.db_connect_timeout_s
+        self.lock = PartitionLock(self.url, timeout, self.report.partition)
+
+    def stage_and_submit(self, batch: Batch, committer: ThreadPoolExecutor) -> None:
+        """Stage the batch (the previous one commits meanwhile), then commit it in the
+        background once the previous commit has ended."""
+        staged = self._guarded(batch, functools.partial(self._stage, batch))
+        self.finish()
+        self.report.add_staged(staged)
+        if not staged.readable:
+            return  # only moves and quarantines: nothing to commit
+        batch.on_step("staged")
+        commit = functools.partial(
+            commit_staged, self.url, self.settings, self.report.partition, self.report.run_id
         )
-        batch.on_step("claimed")
-        for item in claim.already_committed:
-            move_to_processed(item.file.path, settings.processed_dir, item.file.partition)
-            report.files_already_committed += 1
-        for item in claim.name_reused:
-            reason = "a file of this name was already ingested with different content; rename it"
-            quarantine(item.file.path, settings.quarantine_dir, {"reason": reason})
-            report.quarantined[item.file.name] = reason
-        readable = []
-        for item in claim.to_process:
-            header = detect_file(item.file.path)
-            if header.ingestible:
-                readable.append(ReadableFile.landed(item.file.path, header, item.file.modified_at))
-                continue
-            quarantine(item.file.path, settings.quarantine_dir, header.as_dict())
-            mark_quarantined(conn, item.file.name, header.reason)
-            report.quarantined[item.file.name] = header.reason
-        if not readable:
+        self.committing = (staged, committer.submit(commit, staged))
+
+    def finish(self) -> None:
+        """Wait for the batch committing, if any; redo it whole if its commit failed."""
+        if self.committing is None:
+            return
+        staged, future = self.committing
+        self.committing = None
+        batch = staged.batch
+        try:
+            committed: Committed | None = future.result()
+        except Exception as exc:
+            self.log.warning(
+                f"[Batch {batch.number}] commit failed, staging it again: {describe_error(exc)}"
+            )
+            committed = self._guarded(batch, functools.partial(self._stage_and_commit, batch))
+        if committed is not None:
+            self.report.add(committed.outcomes, committed.inserted)
+            _log_success(committed.record, self.settings, self.log)
+            _raise_alerts(self.url, self.settings, committed.record, self.log)
+
+    def _stage(self, batch: Batch) -> Staged:
+        report = self.report
+        return stage_batch(
+            self.spark, self.url, self.settings, report.partition, report.run_id, self.lock,
+            batch, self.clock,
+        )  # fmt: skip
+
+    def _stage_and_commit(self, batch: Batch) -> Committed | None:
+        staged = self._stage(batch)
+        self.report.add_staged(staged)
+        if not staged.readable:
             return None
-        record = _process(spark, conn, url, settings, report, readable, batch, clock, began)
-    for file in readable:
-        move_to_processed(file.path, settings.processed_dir, report.partition)
-        batch.on_step("moved")
-    return record
+        batch.on_step("staged")
+        report = self.report
+        return commit_staged(self.url, self.settings, report.partition, report.run_id, staged)
 
-
-def _process(
-    spark: SparkSession,
-    conn: psycopg.Connection,
-    url: str,
-    settings: Settings,
-    report: IngestReport,
-    readable: list[ReadableFile],
-    batch: _Batch,
-    clock: Callable[[], datetime],
-    began: float,
-) -> BatchRecord:
-    tables = StagingTables.for_partition(report.partition)
-    prepare_staging(conn, tables)
-    events = routed(event_plan(spark, readable, settings.quality, clock()))
-    outcomes = _outcomes(stage_routed(events, url, tables), readable, began)
-    batch.on_step("staged")
-    counted = (
-        sum(outcome.rows_valid for outcome in outcomes),
-        sum(outcome.rows_invalid for outcome in outcomes),
-    )
-    staged = staged_rows(conn, tables)
-    if staged != counted:
-        raise StagingMismatchError(
-            f"staged {staged[0]} valid / {staged[1]} invalid rows, "
-            f"counted {counted[0]} / {counted[1]}"
-        )
-    with conn.transaction():
-        inserted = commit_batch(conn, tables, report.run_id, report.partition, outcomes)
-        record = _batch_record(conn, report, batch, outcomes)
-        record_batch(conn, record, settings.quality.min_validity)
-        batch.on_step("commit_pending")
-    batch.on_step("committed")
-    report.add(outcomes, inserted)
-    return record
-
-
-def event_plan(
-    spark: SparkSession, files: list[ReadableFile], quality: QualitySettings, now: datetime
-) -> DataFrame:
-    """The files read, migrated, validated and enriched: every row with its codes, uncached.
-
-    Tunes the session first (``tune_for_ingest``); inside a batch, so that this first call to
-    the server is guarded like the rest.
-    """
-    tune_for_ingest(spark)
-    return enrich_events(
-        validate_events(
-            read_event_files(spark, files), ValidationRules.from_settings(quality, now)
-        ),
-        late_watermark_s=quality.late_watermark_s,
-        processed_at=now,
-    )
-
-
-def _batch_record(
-    conn: psycopg.Connection, report: IngestReport, batch: _Batch, outcomes: list[FileOutcome]
-) -> BatchRecord:
-    """The committed batch as one record; latency as the metrics just computed it."""
-    latency = conn.execute(
-        "SELECT max(latency_s) FROM data_quality_metrics "
-        "WHERE run_id = %s AND source_file = ANY(%s)",
-        (report.run_id, [outcome.source_file for outcome in outcomes]),
-    ).fetchone()[0]
-    errors: Counter[str] = Counter()
-    for outcome in outcomes:
-        errors.update(outcome.error_counts)
-    return BatchRecord(
-        run_id=report.run_id,
-        batch_no=batch.number,
-        partition_key=report.partition,
-        started_at=batch.started_at,
-        files=len(outcomes),
-        rows_read=sum(outcome.rows_read for outcome in outcomes),
-        rows_valid=sum(outcome.rows_valid for outcome in outcomes),
-        rows_invalid=sum(outcome.rows_invalid for outcome in outcomes),
-        max_latency_s=latency,
-        error_counts=dict(errors),
-    )
+    def _guarded(self, batch: Batch, attempt: Callable[[], T]) -> T:
+        """attempt() through the guard's retries and breakers; a failure is recorded, after
+        the batch committing (if any) has ended, and raised."""
+        try:
+            return self.guard.call(attempt, f"[Batch {batch.number}]")
+        except Exception as exc:
+            try:
+                self.finish()
+            finally:
+                _record_failure(self.url, self.settings, self.report, batch, exc, self.log)
+            raise
 
 
 def _log_success(record: BatchRecord, settings: Settings, log: LogSink) -> None:
@@ -376,7 +289,7 @@ def _log_success(record: BatchRecord, settings: Settings, log: LogSink) -> None:
 def _raise_alerts(url: str, settings: Settings, record: BatchRecord, log: LogSink) -> None:
     """Judge the committed batch; a monitoring fault must not fail a batch already committed."""
     try:
-        with _connect(url, settings.database.db_connect_timeout_s) as conn:
+        with connect(url, settings.database.db_connect_timeout_s) as conn:
             raise_batch_alerts(conn, record, settings, log)
     except psycopg.Error as exc:
         log.warning(f"[Batch {record.batch_no}] alerts not evaluated: {describe_error(exc)}")
@@ -386,7 +299,7 @@ def _record_failure(
     url: str,
     settings: Settings,
     report: IngestReport,
-    batch: _Batch,
+    batch: Batch,
     exc: Exception,
     log: LogSink,
 ) -> None:
@@ -394,7 +307,7 @@ def _record_failure(
     reason = describe_error(exc)
     log.error(f"[Batch {batch.number}] FAILED - {reason}")
     try:
-        with _connect(url, FAILURE_CONNECT_TIMEOUT_S) as conn:
+        with connect(url, FAILURE_CONNECT_TIMEOUT_S) as conn:
             mark_failed(conn, report.run_id, reason)
             failed = BatchRecord(
                 run_id=report.run_id,
@@ -408,27 +321,3 @@ def _record_failure(
             record_batch(conn, failed, settings.quality.min_validity)
     except psycopg.Error as db_exc:
         log.warning(f"[Batch {batch.number}] failure not recorded: {describe_error(db_exc)}")
-
-
-def _outcomes(
-    counts: dict[str, FileCounts], readable: list[ReadableFile], began: float
-) -> list[FileOutcome]:
-    """The tasks' counts per file, with a zero row for files that had a header but no rows."""
-    elapsed = time.monotonic() - began
-    outcomes = []
-    for file in readable:
-        counted = counts.get(file.path.name, FileCounts())
-        outcomes.append(
-            FileOutcome(
-                source_file=file.path.name,
-                schema_version=file.header.version.name if file.header.version else None,
-                rows_read=counted.rows_read,
-                rows_valid=counted.rows_valid,
-                rows_invalid=counted.rows_invalid,
-                rows_late=counted.rows_late,
-                error_counts=dict(counted.error_counts),
-                landed_at=file.landed_at,
-                processing_s=elapsed,
-            )
-        )
-    return outcomes

@@ -166,7 +166,13 @@ class IngestionSettings(BaseSettings):
     file_settle_s: float = Field(
         1.0, ge=0, le=600, description="A file must be unchanged this long before it is claimed."
     )
-    max_files_per_run: int = Field(5000, ge=1, le=1_000_000, description="Files one run claims.")
+    max_files_per_run: int = Field(5000, ge=1, le=1_000_000, description="Files of one batch.")
+    max_batch_mb: int = Field(
+        64,
+        ge=1,
+        le=100_000,
+        description="Megabytes of files in one batch: a run commits a batch while the next stages.",
+    )
     max_concurrent_runs: int = Field(1, ge=1, le=32, description="Ingest runs in progress at once.")
     retry_after_s: float = Field(
         120.0, ge=5, le=86_400, description="Request a partition again if its files still wait."

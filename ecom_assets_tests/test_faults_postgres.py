@@ -89,9 +89,13 @@ def test_postgres_down_opens_the_breaker_fails_clearly_and_a_rerun_commits_once(
     assert "OperationalError" in message
     text = log.text()
     assert "[Batch 1] COMPLETED SUCCESSFULLY" in text
-    assert text.count("[Batch 2]: attempt") == RELIABILITY.breaker_failure_threshold - 1
+    # batch 2 commits in the background while batch 3 stages: batch 3's attempts open the
+    # breaker, then batch 2's failed commit is done again and fails fast on the open breaker
+    assert "[Batch 2] commit failed, staging it again: OperationalError" in text
+    assert text.count("[Batch 3]: attempt") == RELIABILITY.breaker_failure_threshold - 1
     assert "WARNING circuit breaker postgres: CLOSED -> OPEN" in text
     assert "ERROR [Batch 2] FAILED - DependencyUnavailableError" in text
+    assert "ERROR [Batch 3] FAILED - DependencyUnavailableError" in text
     assert "WARNING [Batch 2] failure not recorded" in text  # PostgreSQL is still down
 
     server.start()
@@ -124,5 +128,8 @@ def test_a_short_outage_is_ridden_out_by_retries_within_the_run(
     assert report.retries >= 1
     assert report.files_committed == backlog.files
     assert landed(url, settings) == exactly_once(backlog)
-    assert "[Batch 1]: attempt 1 failed" in log.text()
+    # batch 1's commit fails in the background; batch 2's staging retries span the outage,
+    # then batch 1 is done again
+    assert "[Batch 1] commit failed, staging it again: OperationalError" in log.text()
+    assert "[Batch 2]: attempt 1 failed" in log.text()
     assert "[Batch 1] COMPLETED SUCCESSFULLY" in log.text()

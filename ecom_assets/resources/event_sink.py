@@ -28,16 +28,20 @@ from ecom_assets.transforms.route import DEAD_LETTER_COLUMNS, EVENT_COLUMNS
 COPY_TASKS = 2  # tasks writing at once: one per core here; more only adds connections
 
 
+STAGING_SLOTS = 2
+"""Staging table pairs per partition: one batch commits from one while the next fills the other."""
+
+
 @dataclass(frozen=True)
 class StagingTables:
-    """Staging table names of one partition: a re-run of the partition reuses and resets them."""
+    """Staging table names of one partition and slot: a re-run reuses and resets them."""
 
     events: str
     dead_letters: str
 
     @classmethod
-    def for_partition(cls, partition: str) -> StagingTables:
-        suffix = hashlib.sha256(partition.encode()).hexdigest()[:12]
+    def for_partition(cls, partition: str, slot: int) -> StagingTables:
+        suffix = f"{hashlib.sha256(partition.encode()).hexdigest()[:12]}_{slot}"
         return cls(events=f"stage_events_{suffix}", dead_letters=f"stage_dead_letters_{suffix}")
 
 

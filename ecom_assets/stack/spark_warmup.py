@@ -21,7 +21,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from ecom_assets.ingest import event_plan
+from ecom_assets.ingest_batch import event_plan
 from ecom_assets.resources.event_reader import ReadableFile, readable_in
 from ecom_assets.settings import Settings, load_settings
 from ecom_assets.transforms.arrow_routing import routed_rows_counted

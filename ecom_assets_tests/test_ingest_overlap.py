@@ -1,0 +1,117 @@
+"""A backlog in size-bounded batches, each committed while the next one stages, with real Spark
+and PostgreSQL; a commit that fails is done again as the whole batch, and nothing is lost."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from ecom_assets.ingest import ingest_partition, next_files
+from ecom_assets.partitions import PARTITION_FORMAT
+from ecom_assets.resources.event_sink import StagingTables
+from ecom_assets.settings import IngestionSettings, Settings
+from ecom_assets_tests.test_fault_support import (
+    Backlog,
+    RecordingLog,
+    exactly_once,
+    generate_backlog,
+    landed,
+)
+from ecom_assets_tests.test_generator_support import generate_files
+
+pytestmark = pytest.mark.integration
+
+
+def batched(settings: Settings, max_files: int = 5000, max_mb: int = 64) -> Settings:
+    ingestion = IngestionSettings(
+        file_settle_s=0, max_files_per_run=max_files, max_batch_mb=max_mb, linger_s=0, max_run_s=0
+    )
+    return settings.model_copy(update={"ingestion": ingestion})
+
+
+@pytest.fixture
+def backlog(ingest_settings: Settings, tmp_path: Path) -> Backlog:
+    return generate_backlog(ingest_settings, tmp_path / "truth", files=6, events=300)
+
+
+def test_batches_are_bounded_by_size_and_by_count(ingest_settings: Settings) -> None:
+    now = datetime.now(tz=UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    generate_files(ingest_settings.input_dir, ingest_settings.log_dir, hour, "--files", "3",
+                   "--events-per-file", "5000", "--schema", "v3")  # fmt: skip
+    partition, now = hour.strftime(PARTITION_FORMAT), datetime.now(tz=UTC)  # after the files
+    names = {path.name for path in ingest_settings.input_dir.glob("*.csv")}
+    sizes = sorted(path.stat().st_size for path in ingest_settings.input_dir.glob("*.csv"))
+    assert sizes[0] > 512 * 1024 and sizes[-1] < 1024 * 1024  # one fits in 1 MB, two do not
+
+    def first_batch(settings: Settings) -> int:
+        return len(next_files(settings, partition, names, set(), 0.0, lambda: now))
+
+    assert first_batch(batched(ingest_settings, max_mb=1)) == 1
+    assert first_batch(batched(ingest_settings, max_mb=2)) == 2
+    assert first_batch(batched(ingest_settings, max_files=1)) == 1
+    assert first_batch(batched(ingest_settings)) == 3
+
+
+def test_each_batch_commits_while_the_next_one_stages(
+    spark, migrated_database_url: str, ingest_settings: Settings, backlog: Backlog
+) -> None:
+    settings = batched(ingest_settings, max_files=2)
+    steps: list[tuple[str, str]] = []
+
+    def record(step: str) -> None:
+        steps.append((threading.current_thread().name, step))
+
+    report = ingest_partition(
+        spark, migrated_database_url, settings, backlog.partition, "overlap", RecordingLog(),
+        on_step=record,
+    )  # fmt: skip
+    assert (report.batches, report.files_committed) == (3, backlog.files)
+    assert landed(migrated_database_url, settings) == exactly_once(backlog)
+
+    # staging runs on the run's thread, commits and moves on the committing thread
+    def threads(step: str) -> set[str]:
+        return {thread for thread, name in steps if name == step}
+
+    assert threads("claimed") == threads("staged") == {threading.current_thread().name}
+    assert threads("committed") == threads("moved") != threads("staged")
+    # batch N+1 is handed to the committing thread only once batch N has committed
+    order = [name for _, name in steps]
+    staged_at = [i for i, name in enumerate(order) if name == "staged"]
+    committed_at = [i for i, name in enumerate(order) if name == "committed"]
+    assert len(staged_at) == len(committed_at) == 3
+    assert all(committed_at[n] < staged_at[n + 1] for n in range(2))
+
+
+def test_a_commit_that_fails_is_done_again_as_the_whole_batch(
+    spark, migrated_database_url: str, ingest_settings: Settings, backlog: Backlog
+) -> None:
+    settings = batched(ingest_settings, max_files=3)
+    tables = StagingTables.for_partition(backlog.partition, slot=1)
+    spoiled = {"done": False}
+
+    def spoil_first_staging(step: str) -> None:
+        if step == "staged" and not spoiled["done"]:
+            spoiled["done"] = True  # one staged event lost: the commit's count check must fail
+            with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE ctid = (SELECT min(ctid) FROM {})").format(
+                        sql.Identifier(tables.events), sql.Identifier(tables.events)
+                    )
+                )
+
+    log = RecordingLog()
+    report = ingest_partition(
+        spark, migrated_database_url, settings, backlog.partition, "redo", log,
+        on_step=spoil_first_staging,
+    )  # fmt: skip
+    assert "[Batch 1] commit failed, staging it again: StagingMismatchError" in log.text()
+    assert "[Batch 1] COMPLETED SUCCESSFULLY" in log.text()
+    assert "[Batch 2] COMPLETED SUCCESSFULLY" in log.text()
+    assert report.files_committed == backlog.files
+    assert landed(migrated_database_url, settings) == exactly_once(backlog)
