@@ -5,7 +5,8 @@ whole stack (`ecom up`, generator off), generates the events (v3, 2 % anomalies)
 directory, renames them all into it at once, and times the sensor-launched runs until every
 file is committed. Then, in the same stack, the sink ceiling: the committed events, COPY'd
 (CSV) into an UNLOGGED staging table and moved with INSERT ... ON CONFLICT into an identical,
-empty, indexed and constrained table, in one transaction. Peak RSS of the stack is sampled too.
+empty, indexed and constrained table, in one transaction (the best of three, each after a
+CHECKPOINT). Peak RSS of the stack is sampled too.
 
     .venv/bin/python bench/backlog.py [--events 1000000] [--shapes 10000,100]
 
@@ -42,32 +43,51 @@ def generate(stack: Stack, files: int, events_per_file: int) -> Path:
     return outside
 
 
+CEILING_REPEATS = 3
+QUIET_CRON = "0 0 1 1 *"
+"""The analytics refresh, once a year: every 5 minutes (the default) it re-aggregated the events
+table on the same two cores during some ingests and not others (69 against 84 s for the same
+backlog). Neither the ingest nor the ceiling includes it."""
+
+
 def ceiling(url: str) -> tuple[int, float]:
-    """Rows and seconds of COPY -> staging -> ON CONFLICT of the committed events."""
+    """Rows and seconds of COPY -> staging -> ON CONFLICT of the committed events: the best of
+    CEILING_REPEATS, each after a CHECKPOINT into a new empty table. One measurement right after
+    the ingest varied from 33,000 to 52,000 rows/s (the checkpoint and autovacuum that the
+    ingest's writes set off); the best is the ceiling."""
     with psycopg.connect(url) as conn:
         buffer = io.BytesIO()
         with conn.cursor().copy("COPY ecommerce_events TO STDOUT (FORMAT csv)") as copy:
             for chunk in copy:
                 buffer.write(chunk)
-        conn.execute("CREATE TABLE ceiling_events (LIKE ecommerce_events INCLUDING ALL)")
-        conn.execute(
-            "CREATE UNLOGGED TABLE ceiling_stage (LIKE ecommerce_events INCLUDING DEFAULTS)"
-        )
         conn.commit()
-        started = time.monotonic()
-        with conn.cursor().copy("COPY ceiling_stage FROM STDIN (FORMAT csv)") as copy:
-            copy.write(buffer.getvalue())
-        rows = conn.execute(
-            "INSERT INTO ceiling_events SELECT * FROM ceiling_stage ON CONFLICT (event_id) "
-            "DO NOTHING"
-        ).rowcount
-        conn.commit()
-        return rows, time.monotonic() - started
+        timings = [_sink_once(conn, buffer.getvalue()) for _ in range(CEILING_REPEATS)]
+    print(f"  sink ceiling runs: {', '.join(f'{s:.1f} s' for _, s in timings)}", flush=True)
+    return min(timings, key=lambda timing: timing[1])
+
+
+def _sink_once(conn: psycopg.Connection, rows_csv: bytes) -> tuple[int, float]:
+    conn.execute("DROP TABLE IF EXISTS ceiling_events, ceiling_stage")
+    conn.execute("CREATE TABLE ceiling_events (LIKE ecommerce_events INCLUDING ALL)")
+    conn.execute("CREATE UNLOGGED TABLE ceiling_stage (LIKE ecommerce_events INCLUDING DEFAULTS)")
+    conn.commit()
+    conn.autocommit = True
+    conn.execute("CHECKPOINT")
+    conn.autocommit = False
+    started = time.monotonic()
+    with conn.cursor().copy("COPY ceiling_stage FROM STDIN (FORMAT csv)") as copy:
+        copy.write(rows_csv)
+    rows = conn.execute(
+        "INSERT INTO ceiling_events SELECT * FROM ceiling_stage ON CONFLICT (event_id) DO NOTHING"
+    ).rowcount
+    conn.commit()
+    return rows, time.monotonic() - started
 
 
 def run_shape(total_events: int, events_per_file: int) -> dict[str, float]:
     files = total_events // events_per_file
-    with running_stack(generator=False) as stack, PeakRss(stack) as memory:
+    quiet = {"ECOM_DAGSTER_ANALYTICS_CRON": QUIET_CRON}
+    with running_stack(generator=False, **quiet) as stack, PeakRss(stack) as memory:
         outside = generate(stack, files, events_per_file)
         print(f"{files} files x {events_per_file} events generated; dropping them", flush=True)
         for path in sorted(outside.glob("*.csv")):
