@@ -22,6 +22,9 @@ CASES: dict[str, list[tuple[str | None, object]]] = {
         (UUID, UUID),
         (f"  {UUID.upper()}\t", UUID),
         ("0b3e5a8e8f0e4d539a433f0c7a1d2b11", None),
+        ("0b3e5a8e8-f0e-4d53-9a43-3f0c7a1d2b11", None),  # a dash out of place
+        ("0b3e5a8e-8f0e-4d53-9a43-3f0c7a1d2b1g", None),  # not hex
+        (UUID + "0", None),
         ("evt-1", None),
         ("", None),
         (None, None),
@@ -88,6 +91,12 @@ TIMESTAMPS: list[tuple[str | None, datetime | None]] = [
     ("2024-01-15T10:30:00.123456789Z", utc("2024-01-15T10:30:00.123456")),
     ("2024-01-15 10:30:00", utc("2024-01-15T10:30:00")),  # no offset: UTC, not the session zone
     ("  2024-01-15T10:30:00Z\r", utc("2024-01-15T10:30:00")),
+    ("2024-01-15T10:30:00.Z", None),  # an empty fraction
+    ("2024-01-15T10:30:00.1234567890Z", None),  # 10 fraction digits
+    ("2024-01-15T10:30:00+02", None),  # an hour-only offset
+    ("2024-01-15T10:30:00+02:0", None),
+    ("2024-01-15T10:30:00ZZ", None),
+    ("2024-01-15T10:30", None),
     ("2024-01-15", None),
     ("2024", None),
     ("1705314600", None),
