@@ -179,9 +179,8 @@ def ingest_partition(
                 run.report.batches += 1
                 batch = Batch(run.report.batches, files, clock(), on_step)
                 run.stage_and_submit(batch, committer)
-            run.finish()
+            run.finish()  # a failed batch's _guarded has already finished the one before it
     finally:
-        run.finish()  # the batch before a failed one is committed (or recorded failed) first
         run.lock.release()
         report = run.report
         report.seconds = time.monotonic() - started
