@@ -44,6 +44,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ecom_assets.resources.event_reader import ReadableFile, read_event_files, readable_in
+from ecom_assets.resources.spark import tune_for_ingest
 from ecom_assets.schema.file_checks import MAX_FIELDS
 from ecom_assets.schema.parsing import RECORD, parse_field, raw_name, raw_schema
 from ecom_assets.schema.versions import LATEST
@@ -99,7 +100,7 @@ class SparkUI:
         for port in range(4040, 4060):
             url = f"http://127.0.0.1:{port}/api/v1/applications"
             try:
-                with urllib.request.urlopen(url, timeout=2) as response:
+                with urllib.request.urlopen(url, timeout=10) as response:
                     if any(entry["id"] == app for entry in json.load(response)):
                         return cls(url, app)
             except (OSError, ValueError):  # nothing there, or not a Spark UI
@@ -191,6 +192,7 @@ def parser_cpu(
 
 def run(url: str, data: Path, rows: int, repeats: int, parsers: bool) -> dict[str, Timing]:
     spark = SparkSession.builder.remote(url).create()
+    tune_for_ingest(spark)  # the session settings ingest runs with
     ui = SparkUI.of(spark)
     files = readable_in(data)
     actions = stages(spark, ui, files)
