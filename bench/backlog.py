@@ -6,18 +6,22 @@ directory, renames them all into it at once, and times the sensor-launched runs 
 file is committed. Then, in the same stack, the sink ceiling: the committed events, COPY'd
 (CSV) into an UNLOGGED staging table and moved with INSERT ... ON CONFLICT into an identical,
 empty, indexed and constrained table, in one transaction (the best of three, each after a
-CHECKPOINT). Peak RSS of the stack is sampled too.
+CHECKPOINT). While it ingests, the stack's processes are sampled: peak RSS, and the CPU
+seconds each part used (Spark's JVM, its Python workers, PostgreSQL, Dagster), which tell where
+the time of a CPU-bound ingest goes. It also prints how long the sensor and the run launch took
+before the first file was claimed.
 
     .venv/bin/python bench/backlog.py [--events 1000000] [--shapes 10000,100]
 
 Ends with one line: RESULT <shape>_rows_per_s=... <shape>_ceiling_rows_per_s=...
-<shape>_ratio=... for each shape, and peak_rss_mb=...
+<shape>_ratio=... for each shape, peak_rss_mb=... and peak_pss_mb=...
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import subprocess
 import sys
 import time
@@ -25,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from harness import PeakRss, Stack, running_stack, wait_committed  # bench/ is the script's dir
+from harness import Stack, StackUsage, running_stack, wait_committed  # bench/ is the script's dir
 
 
 def generate(stack: Stack, files: int, events_per_file: int) -> Path:
@@ -87,13 +91,14 @@ def _sink_once(conn: psycopg.Connection, rows_csv: bytes) -> tuple[int, float]:
 def run_shape(total_events: int, events_per_file: int) -> dict[str, float]:
     files = total_events // events_per_file
     quiet = {"ECOM_DAGSTER_ANALYTICS_CRON": QUIET_CRON}
-    with running_stack(generator=False, **quiet) as stack, PeakRss(stack) as memory:
+    with running_stack(generator=False, **quiet) as stack:
         outside = generate(stack, files, events_per_file)
         print(f"{files} files x {events_per_file} events generated; dropping them", flush=True)
-        dropped = datetime.now(tz=UTC)
-        for path in sorted(outside.glob("*.csv")):
-            path.rename(stack.input_dir / path.name)
-        seconds = wait_committed(stack.url, files, timeout_s=3600)
+        with StackUsage(stack) as usage:
+            dropped = datetime.now(tz=UTC)
+            for path in sorted(outside.glob("*.csv")):
+                path.rename(stack.input_dir / path.name)
+            seconds = wait_committed(stack.url, files, timeout_s=3600)
         with psycopg.connect(stack.url) as conn:
             rows, runs = conn.execute(
                 "SELECT sum(rows_read), count(DISTINCT run_id) FROM data_quality_metrics"
@@ -106,16 +111,25 @@ def run_shape(total_events: int, events_per_file: int) -> dict[str, float]:
         f"{files} x {events_per_file}: {rows:,} rows in {seconds:.1f} s by {runs} run(s) = "
         f"{rate:,.0f} rows/s; sink ceiling {ceiling_rows:,} rows in {ceiling_s:.1f} s = "
         f"{ceiling_rate:,.0f} rows/s; ratio {rate / ceiling_rate:.2f}; "
-        f"peak RSS {memory.peak / 2**20:,.0f} MB\n"
+        f"peak RSS {usage.peak / 2**20:,.0f} MB (PSS {usage.peak_pss / 2**20:,.0f} MB)\n"
         f"  of which {launch_s:.1f} s from the drop to the first claim (sensor tick, run "
         f"launch); from there {rows / (seconds - launch_s):,.0f} rows/s",
         flush=True,
     )
+    cpu = usage.cpu_by_part()
+    print(
+        f"  CPU while ingesting: {sum(cpu.values()):.0f} s in {seconds:.0f} s "
+        f"on {os.cpu_count()} cores",
+        flush=True,
+    )
+    for part, cpu_s in sorted(cpu.items(), key=lambda item: item[1], reverse=True):
+        print(f"    {cpu_s:6.1f} s  {cpu_s / rows * 1e6:5.1f} us/row  {part}", flush=True)
     return {
         "rows_per_s": rate,
         "ceiling_rows_per_s": ceiling_rate,
         "ratio": rate / ceiling_rate,
-        "peak_rss_mb": memory.peak / 2**20,
+        "peak_rss_mb": usage.peak / 2**20,
+        "peak_pss_mb": usage.peak_pss / 2**20,
     }
 
 
@@ -129,10 +143,13 @@ def main() -> int:
         f"f{size}_{key}={value:.0f}" if key != "ratio" else f"f{size}_{key}={value:.2f}"
         for size, result in results.items()
         for key, value in result.items()
-        if key != "peak_rss_mb"
+        if not key.startswith("peak_")
     )
     peak = max(result["peak_rss_mb"] for result in results.values())
-    print(f"RESULT events={args.events} {figures} peak_rss_mb={peak:.0f}")
+    peak_pss = max(result["peak_pss_mb"] for result in results.values())
+    print(
+        f"RESULT events={args.events} {figures} peak_rss_mb={peak:.0f} peak_pss_mb={peak_pss:.0f}"
+    )
     return 0
 
 

@@ -6,6 +6,7 @@ webserver + daemon with the sensor, optionally the generator), in a temporary ho
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -20,12 +21,13 @@ from pathlib import Path
 import psycopg
 
 from ecom_assets.settings import PathSettings, load_settings
-from ecom_assets.stack.local import isolated_environment
+from ecom_assets.stack.local import embedded_postgres, isolated_environment
 from ecom_assets.stack.processes import group_members
 from ecom_assets.stack.supervisor import read_state
 
 ECOM = [sys.executable, "-m", "ecom_assets.cli"]
 PAGE_BYTES = 4096
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -37,30 +39,75 @@ class Stack:
     log_dir: Path
 
     def pids(self) -> list[int]:
-        """Every live process of the stack: the supervisor and each part's process group."""
-        state = read_state(load_settings(paths=PathSettings(home=self.home)))
+        """Every live process of the stack: the supervisor, each part's process group, the
+        embedded PostgreSQL server (pg_ctl starts it in a session of its own), and all their
+        descendants (PostgreSQL's backends and Spark's Python workers start their own groups)."""
+        settings = load_settings(paths=PathSettings(home=self.home))
+        state = read_state(settings)
         if state is None:
             return []
-        pids = {state.supervisor_pid}
+        roots = {state.supervisor_pid}
         for pgid in state.groups.values():
-            pids.update(group_members(pgid))
-        return sorted(pids)
+            roots.update(group_members(pgid))
+        postmaster = embedded_postgres(settings).data_dir / "postmaster.pid"
+        if state.embedded_postgres and postmaster.exists():
+            roots.add(int(postmaster.read_text().split()[0]))
+        return sorted(_with_descendants(roots))
 
     def rss_bytes(self) -> int:
         """Resident memory of the whole stack now (RSS summed over its processes)."""
-        return sum(self.rss_by_process().values())
+        return sum(usage.rss for usage in self.usage_by_process().values())
 
-    def rss_by_process(self) -> dict[str, int]:
-        """Resident bytes of each live process of the stack, keyed by pid and command."""
-        sizes = {}
+    def usage_by_process(self) -> dict[str, ProcessUsage]:
+        """Resident bytes and CPU seconds of each live process of the stack, keyed by pid and
+        command."""
+        usages = {}
         for pid in self.pids():
             try:
                 pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            except (OSError, IndexError, ValueError):
+                # utime and stime, after the parenthesised command that may hold spaces
+                ticks = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13]
+                rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+                pss_kb = next(int(line.split()[1]) for line in rollup if line.startswith("Pss:"))
+            except (OSError, IndexError, ValueError, StopIteration):
                 continue  # gone meanwhile
-            sizes[f"{pid} {_command(argv)}"] = pages * PAGE_BYTES
-        return sizes
+            cpu_s = sum(map(int, ticks)) / CLOCK_TICKS
+            usages[f"{pid} {_command(argv)}"] = ProcessUsage(
+                pages * PAGE_BYTES, pss_kb * 1024, cpu_s
+            )
+        return usages
+
+
+@dataclass(frozen=True)
+class ProcessUsage:
+    rss: int
+    pss: int
+    """Proportional set size: each shared page divided among the processes sharing it, so the
+    sum over processes counts PostgreSQL's shared buffers and forked workers' pages once."""
+    cpu_s: float
+
+
+def _with_descendants(roots: set[int]) -> set[int]:
+    """The given processes and every live descendant of theirs."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: set[int] = set()
+    pending = list(roots)
+    while pending:
+        pid = pending.pop()
+        if pid not in found:
+            found.add(pid)
+            pending.extend(children.get(pid, []))
+    return found
 
 
 def _command(argv: list[bytes]) -> str:
@@ -101,18 +148,32 @@ def running_stack(*, generator: bool, **env: str) -> Iterator[Stack]:
         shutil.rmtree(home, ignore_errors=True)
 
 
+PARTS = {
+    "java": "Spark JVM",
+    "pyspark": "Spark Python workers",
+    "postgres": "PostgreSQL",
+    "dagster": "Dagster (daemon, servers, runs)",
+}
+"""A process's part of the stack, by a word of its command."""
+
+
 @dataclass
-class PeakRss:
-    """Samples a stack's RSS in a thread until stopped; keeps the peak."""
+class StackUsage:
+    """Samples a stack's processes in a thread until stopped: the peaks of their summed RSS and
+    PSS, and the CPU each used meanwhile (processes sampled at least once; one that lives less than
+    a sampling interval is missed)."""
 
     stack: Stack
     interval_s: float = 0.5
     peak: int = 0
     at_peak: dict[str, int] = field(default_factory=dict)
     """Each process's RSS in the sample with the largest total."""
+    peak_pss: int = 0
+    cpu_first: dict[str, float] = field(default_factory=dict)
+    cpu_last: dict[str, float] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
 
-    def __enter__(self) -> PeakRss:
+    def __enter__(self) -> StackUsage:
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
@@ -122,16 +183,32 @@ class PeakRss:
         self._thread.join()
 
     def _sample(self) -> None:
+        first = True
         while not self._stop.is_set():
-            sizes = self.stack.rss_by_process()
+            usages = self.stack.usage_by_process()
+            sizes = {name: usage.rss for name, usage in usages.items()}
             if sum(sizes.values()) > self.peak:
                 self.peak, self.at_peak = sum(sizes.values()), sizes
+            self.peak_pss = max(self.peak_pss, sum(usage.pss for usage in usages.values()))
+            for name, usage in usages.items():
+                # a process already running at the start counts from there; a new one from 0
+                self.cpu_first.setdefault(name, usage.cpu_s if first else 0.0)
+                self.cpu_last[name] = usage.cpu_s
+            first = False
             self._stop.wait(self.interval_s)
 
     def breakdown(self, top: int = 8) -> str:
         """The largest processes at the peak, one per line."""
         largest = sorted(self.at_peak.items(), key=lambda item: item[1], reverse=True)[:top]
         return "\n".join(f"  {size / 2**20:7,.0f} MB  {name}" for name, size in largest)
+
+    def cpu_by_part(self) -> dict[str, float]:
+        """CPU seconds used while sampling, per part of the stack (PARTS, else "other")."""
+        parts: dict[str, float] = {}
+        for name, last in self.cpu_last.items():
+            part = next((label for word, label in PARTS.items() if word in name), "other")
+            parts[part] = parts.get(part, 0.0) + last - self.cpu_first[name]
+        return parts
 
 
 def committed_files(url: str) -> int:

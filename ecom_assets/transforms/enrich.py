@@ -17,8 +17,8 @@ from ecom_assets.schema.contract import PRICED_EVENT_TYPES
 from ecom_assets.transforms.expressions import (
     is_in,
     product_category,
-    timestamp_literal,
     utc_micros,
+    with_run_values,
 )
 
 TOTAL_AMOUNT_TYPE = DecimalType(14, 2)
@@ -36,22 +36,30 @@ def enrich_events(df: DataFrame, late_watermark_s: int, processed_at: datetime) 
     - is_late: event_time earlier than arrived_at - late_watermark_s (False when unknown);
     - processed_at: the given aware datetime, the same for every row of a run.
     """
-    utc_micros(processed_at)  # refuse a naive datetime before building the plan
     col = F.col
     priced = is_in(col("event_type"), PRICED_EVENT_TYPES)
     quantity = F.coalesce(col("quantity"), F.when(priced, F.lit(1)))
     seconds = F.unix_seconds(col("event_time"))
     watermark_us = F.lit(late_watermark_s * 1_000_000)
     late = F.unix_micros(col("event_time")) < F.unix_micros(col("arrived_at")) - watermark_us
-    return df.withColumns(
-        {
-            "category": F.coalesce(col("category"), product_category(col("product_id"))),
-            "quantity": quantity,
-            "total_amount": F.when(priced, (col("price") * quantity).try_cast(TOTAL_AMOUNT_TYPE)),
-            # epoch arithmetic: to_date/hour would use the session time zone
-            "event_date": F.date_from_unix_date(F.floor(seconds / 86_400).cast("int")),
-            "event_hour": F.pmod(F.floor(seconds / 3_600), F.lit(24)).cast("int"),
-            "is_late": F.coalesce(late, F.lit(False)),
-            "processed_at": timestamp_literal(processed_at),
-        }
+    return (
+        with_run_values(df, {_PROCESSED_AT_US: utc_micros(processed_at)})
+        .withColumns(
+            {
+                "category": F.coalesce(col("category"), product_category(col("product_id"))),
+                "quantity": quantity,
+                "total_amount": F.when(
+                    priced, (col("price") * quantity).try_cast(TOTAL_AMOUNT_TYPE)
+                ),
+                # epoch arithmetic: to_date/hour would use the session time zone
+                "event_date": F.date_from_unix_date(F.floor(seconds / 86_400).cast("int")),
+                "event_hour": F.pmod(F.floor(seconds / 3_600), F.lit(24)).cast("int"),
+                "is_late": F.coalesce(late, F.lit(False)),
+                "processed_at": F.timestamp_micros(col(_PROCESSED_AT_US)),
+            }
+        )
+        .drop(_PROCESSED_AT_US)
     )
+
+
+_PROCESSED_AT_US = "_processed_at_us"

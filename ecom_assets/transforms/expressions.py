@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
-from pyspark.sql import Column
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from ecom_assets.schema.contract import CATEGORIES
@@ -20,9 +20,20 @@ def utc_micros(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
-def timestamp_literal(moment: datetime) -> Column:
-    """A TIMESTAMP literal independent of the session and driver time zones."""
-    return F.timestamp_micros(F.lit(utc_micros(moment)))
+def with_run_values(df: DataFrame, values: Mapping[str, int]) -> DataFrame:
+    """``df`` plus one BIGINT column per value, joined from a one-row relation, not literals.
+
+    Spark writes a BIGINT or TIMESTAMP literal into the code it generates, so a value that
+    changes with every batch (its clock) made new classes for Janino and the JIT to compile per
+    batch: 3 classes and about a third of the JVM's JIT time (bench notes in
+    docs/performance.md). A relation's values are data: the generated code, and the machine
+    code the JIT made of it, serve every batch of the same shape.
+    """
+    names = list(values)
+    row = df.sparkSession.createDataFrame(
+        [tuple(values[name] for name in names)], ", ".join(f"{name} bigint" for name in names)
+    )
+    return df.crossJoin(F.broadcast(row))
 
 
 def is_in(column: Column, values: Iterable[str]) -> Column:

@@ -28,7 +28,12 @@ from ecom_assets.schema.contract import (
 )
 from ecom_assets.schema.parsing import RECORD, is_blank, is_malformed, is_unparseable
 from ecom_assets.settings import QualitySettings
-from ecom_assets.transforms.expressions import is_in, product_category, utc_micros
+from ecom_assets.transforms.expressions import (
+    is_in,
+    product_category,
+    utc_micros,
+    with_run_values,
+)
 
 ERROR_CODES_COLUMN = "error_codes"
 """array<string>: the codes a row fails, in ErrorCode declaration order; empty when valid."""
@@ -93,8 +98,15 @@ class ValidationRules:
         return utc_micros(self.now) + self.future_tolerance_s * 1_000_000
 
 
+FUTURE_LIMIT_COLUMN = "_future_limit_us"
+"""``ValidationRules.future_limit_us``, a column of the row (``with_run_values``) for the rules."""
+
+
 def rule_conditions(rules: ValidationRules) -> dict[ErrorCode, Column]:
-    """One boolean expression per ErrorCode (NULL counts as not failing); see validate_events."""
+    """One boolean expression per ErrorCode (NULL counts as not failing); see validate_events.
+
+    FUTURE_EVENT_TIME reads FUTURE_LIMIT_COLUMN, which validate_events adds.
+    """
     col = F.col
     event_type = col("event_type")
     known_type = is_in(event_type, EVENT_TYPES)
@@ -137,7 +149,7 @@ def rule_conditions(rules: ValidationRules) -> dict[ErrorCode, Column]:
         E.UNEXPECTED_QUANTITY: unpriced & ~is_blank("quantity"),
         E.MISSING_EVENT_TIME: is_blank("event_time"),
         E.INVALID_EVENT_TIME: is_unparseable("event_time"),
-        E.FUTURE_EVENT_TIME: F.unix_micros(col("event_time")) > F.lit(rules.future_limit_us),
+        E.FUTURE_EVENT_TIME: F.unix_micros(col("event_time")) > col(FUTURE_LIMIT_COLUMN),
         E.INVALID_USER_SEGMENT: ~is_blank("user_segment") & ~known_segment,
     }
 
@@ -178,9 +190,10 @@ def validate_events(df: DataFrame, rules: ValidationRules) -> DataFrame:
         .otherwise(F.array_compact(F.array(*codes)))
     )
     return (
-        df.withColumn(_FAILED_COLUMN, _failed_bits(conditions))
+        with_run_values(df, {FUTURE_LIMIT_COLUMN: rules.future_limit_us})
+        .withColumn(_FAILED_COLUMN, _failed_bits(conditions))
         .withColumn(ERROR_CODES_COLUMN, error_codes)
-        .drop(_FAILED_COLUMN)
+        .drop(_FAILED_COLUMN, FUTURE_LIMIT_COLUMN)
     )
 
 
