@@ -44,7 +44,7 @@ def spark_ui() -> str:
     for port in range(4040, 4050):
         ui = f"http://127.0.0.1:{port}"
         try:
-            urllib.request.urlopen(f"{ui}/api/v1/applications", timeout=2).close()  # noqa: S310
+            urllib.request.urlopen(f"{ui}/api/v1/applications", timeout=10).close()  # noqa: S310
         except OSError:
             continue
         return ui
