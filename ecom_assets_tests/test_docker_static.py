@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from ecom_assets.settings import settings_table
+from ecom_assets.stack.spark_connect_server import JVM_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
@@ -447,6 +448,7 @@ def test_spark_runs_the_connect_server_of_the_pyspark_wheel() -> None:
     assert confs["spark.connect.grpc.binding.address"] == ALL_INTERFACES
     assert confs["spark.connect.grpc.binding.port"] == "15002"
     assert confs["spark.sql.session.timeZone"] == "UTC"
+    assert confs["spark.driver.extraJavaOptions"] == JVM_OPTIONS  # as the local server's
     assert _environment(_service("spark"))["ECOM_SPARK_REMOTE"] == "sc://spark:15002"
     assert _service("spark")["expose"] == ["15002"]
 
