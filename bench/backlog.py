@@ -6,10 +6,10 @@ directory, renames them all into it at once, and times the sensor-launched runs 
 file is committed. Then, in the same stack, the sink ceiling: the committed events, COPY'd
 (CSV) into an UNLOGGED staging table and moved with INSERT ... ON CONFLICT into an identical,
 empty, indexed and constrained table, in one transaction (the best of three, each after a
-CHECKPOINT). While it ingests, the stack's processes are sampled: peak RSS, and the CPU
-seconds each part used (Spark's JVM, its Python workers, PostgreSQL, Dagster), which tell where
-the time of a CPU-bound ingest goes. It also prints how long the sensor and the run launch took
-before the first file was claimed.
+CHECKPOINT). While it ingests, the stack's processes are sampled: peak RSS and PSS, and the
+CPU seconds each part used (Spark's JVM and its Python workers, PostgreSQL, Dagster and its
+runs), which tell where the time of a CPU-bound ingest goes. It also prints how long the sensor
+and the run launch took before the first file was claimed.
 
     .venv/bin/python bench/backlog.py [--events 1000000] [--shapes 10000,100]
 

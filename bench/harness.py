@@ -38,31 +38,28 @@ class Stack:
     input_dir: Path
     log_dir: Path
 
-    def pids(self) -> list[int]:
-        """Every live process of the stack: the supervisor, each part's process group, the
-        embedded PostgreSQL server (pg_ctl starts it in a session of its own), and all their
-        descendants (PostgreSQL's backends and Spark's Python workers start their own groups)."""
+    def parts(self) -> dict[int, str]:
+        """Every live process of the stack, by pid, and the part it belongs to: the supervisor,
+        each part's process group, the embedded PostgreSQL server (pg_ctl starts it in a session
+        of its own), and all their descendants (PostgreSQL's backends and Spark's Python workers
+        start groups of their own; Dagster's run processes are the daemon's children)."""
         settings = load_settings(paths=PathSettings(home=self.home))
         state = read_state(settings)
         if state is None:
-            return []
-        roots = {state.supervisor_pid}
-        for pgid in state.groups.values():
-            roots.update(group_members(pgid))
+            return {}
+        roots = {state.supervisor_pid: "supervisor"}
+        for part, pgid in state.groups.items():
+            roots.update(dict.fromkeys(group_members(pgid), part))
         postmaster = embedded_postgres(settings).data_dir / "postmaster.pid"
         if state.embedded_postgres and postmaster.exists():
-            roots.add(int(postmaster.read_text().split()[0]))
-        return sorted(_with_descendants(roots))
-
-    def rss_bytes(self) -> int:
-        """Resident memory of the whole stack now (RSS summed over its processes)."""
-        return sum(usage.rss for usage in self.usage_by_process().values())
+            roots[int(postmaster.read_text().split()[0])] = "postgresql"
+        return _with_descendants(roots)
 
     def usage_by_process(self) -> dict[str, ProcessUsage]:
-        """Resident bytes and CPU seconds of each live process of the stack, keyed by pid and
-        command."""
+        """Resident bytes, CPU seconds and part of each live process of the stack, keyed by pid
+        and command."""
         usages = {}
-        for pid in self.pids():
+        for pid, part in self.parts().items():
             try:
                 pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -73,8 +70,10 @@ class Stack:
             except (OSError, IndexError, ValueError, StopIteration):
                 continue  # gone meanwhile
             cpu_s = sum(map(int, ticks)) / CLOCK_TICKS
-            usages[f"{pid} {_command(argv)}"] = ProcessUsage(
-                pages * PAGE_BYTES, pss_kb * 1024, cpu_s
+            command = _command(argv)
+            program = command.split(" ")[0].rstrip(":")  # a backend shows as "postgres: ..."
+            usages[f"{pid} {command}"] = ProcessUsage(
+                pages * PAGE_BYTES, pss_kb * 1024, cpu_s, f"{part}: {program}"
             )
         return usages
 
@@ -86,10 +85,13 @@ class ProcessUsage:
     """Proportional set size: each shared page divided among the processes sharing it, so the
     sum over processes counts PostgreSQL's shared buffers and forked workers' pages once."""
     cpu_s: float
+    part: str
+    """The stack's part and the program, such as "spark: java" or "spark: python" (its
+    workers)."""
 
 
-def _with_descendants(roots: set[int]) -> set[int]:
-    """The given processes and every live descendant of theirs."""
+def _with_descendants(roots: dict[int, str]) -> dict[int, str]:
+    """The given processes and every live descendant of theirs, each with its root's part."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -100,13 +102,13 @@ def _with_descendants(roots: set[int]) -> set[int]:
             continue  # gone meanwhile
         if fields[0] != "Z":
             children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found: set[int] = set()
-    pending = list(roots)
+    found: dict[int, str] = {}
+    pending = list(roots.items())
     while pending:
-        pid = pending.pop()
+        pid, part = pending.pop()
         if pid not in found:
-            found.add(pid)
-            pending.extend(children.get(pid, []))
+            found[pid] = part
+            pending.extend((child, part) for child in children.get(pid, []))
     return found
 
 
@@ -148,15 +150,6 @@ def running_stack(*, generator: bool, **env: str) -> Iterator[Stack]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-PARTS = {
-    "java": "Spark JVM",
-    "pyspark": "Spark Python workers",
-    "postgres": "PostgreSQL",
-    "dagster": "Dagster (daemon, servers, runs)",
-}
-"""A process's part of the stack, by a word of its command."""
-
-
 @dataclass
 class StackUsage:
     """Samples a stack's processes in a thread until stopped: the peaks of their summed RSS and
@@ -170,7 +163,7 @@ class StackUsage:
     """Each process's RSS in the sample with the largest total."""
     peak_pss: int = 0
     cpu_first: dict[str, float] = field(default_factory=dict)
-    cpu_last: dict[str, float] = field(default_factory=dict)
+    cpu_last: dict[str, ProcessUsage] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __enter__(self) -> StackUsage:
@@ -193,7 +186,7 @@ class StackUsage:
             for name, usage in usages.items():
                 # a process already running at the start counts from there; a new one from 0
                 self.cpu_first.setdefault(name, usage.cpu_s if first else 0.0)
-                self.cpu_last[name] = usage.cpu_s
+                self.cpu_last[name] = usage
             first = False
             self._stop.wait(self.interval_s)
 
@@ -203,11 +196,10 @@ class StackUsage:
         return "\n".join(f"  {size / 2**20:7,.0f} MB  {name}" for name, size in largest)
 
     def cpu_by_part(self) -> dict[str, float]:
-        """CPU seconds used while sampling, per part of the stack (PARTS, else "other")."""
+        """CPU seconds used while sampling, per part of the stack and program."""
         parts: dict[str, float] = {}
         for name, last in self.cpu_last.items():
-            part = next((label for word, label in PARTS.items() if word in name), "other")
-            parts[part] = parts.get(part, 0.0) + last - self.cpu_first[name]
+            parts[last.part] = parts.get(last.part, 0.0) + last.cpu_s - self.cpu_first[name]
         return parts
 
 
