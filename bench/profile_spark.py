@@ -1,25 +1,21 @@
-"""Where the Spark pass of ingestion spends its time, stage by stage, without PostgreSQL.
+"""Where a staging task's time goes, stage by stage, without PostgreSQL.
 
-Generates --files files of --events-per-file v3 events (2 % anomalies) and times, warm and
---repeats times each (stages interleaved within a round), the chain ingest's ``_process`` builds,
-one stage more at a time, each as a noop write of every column:
+Generates --files files of --events-per-file v3 events (2 % anomalies), then times:
 
-- read: the CSV read alone (read_event_files' options and schema, plus the file name);
-- numbered: read_event_files (record numbers, parsing, migration to LATEST, arrival times);
-- validated: + validate_events;
-- enriched: + enrich_events;
-- routed: + route.routed through mapInArrow, each task splitting, CSV-encoding and counting its
-  rows as staging does (arrow_routing), without PostgreSQL: ingest's one pass minus the COPY.
+- in this process, on Arrow, each stage of what a staging task does with its files (CPU time
+  of this process, median of --repeats): read (CSV records, parsing, migration to LATEST),
+  + validated, + enriched, + routed (``route.routed``), + split (events and dead letters as the
+  CSV text COPY reads, counts per file: ``arrow_routing.route_batches``);
+- through Spark: the whole pass ingest runs (``file_contents`` -> ``routing_counter``, the
+  staging tasks minus the COPY), its wall time and the JVM tasks' CPU time (from the server's
+  REST API; the Python workers' CPU is not in it).
 
-Each stage reports its wall time and its tasks' CPU time (from the server's REST API): on a
-shared machine CPU time is the steadier figure. With --parsers it also times each field's parser
-alone over a cached raw read, minus the bare column. With --connect the benchmark uses a running
-Spark Connect server instead of starting one, so that two versions of the code (one put first
-on PYTHONPATH) can be compared on the same server, runs interleaved.
+With --parsers it also times each field's parser alone. With --connect the benchmark uses a
+running Spark Connect server instead of starting one.
 
     .venv/bin/python bench/profile_spark.py [--files 30] [--events-per-file 10000] [--repeats 3]
 
-Ends with one line: RESULT rows=... <stage>_rows_per_s=... <stage>_cpu_us_per_row=... per stage.
+Ends with one line: RESULT rows=... <stage>_cpu_us_per_row=... spark_rows_per_s=...
 """
 
 from __future__ import annotations
@@ -34,27 +30,28 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+import pyarrow as pa
+from pyspark.sql import SparkSession
 
-from ecom_assets.resources.event_reader import ReadableFile, read_event_files, readable_in
+from ecom_assets.resources.event_reader import file_contents, latest_events, readable_in
+from ecom_assets.resources.event_sink import routing_counter, run_tasks
 from ecom_assets.resources.spark import tune_for_ingest
-from ecom_assets.schema.file_checks import MAX_FIELDS
-from ecom_assets.schema.parsing import RECORD, parse_field, raw_name, raw_schema
+from ecom_assets.schema.csv_records import read_records
+from ecom_assets.schema.parsing import parse_field
 from ecom_assets.schema.versions import LATEST
 from ecom_assets.settings import QualitySettings
 from ecom_assets.stack.processes import free_port, stop_group
 from ecom_assets.stack.spark_connect_server import LocalSparkConnect
-from ecom_assets.transforms.arrow_routing import routed_rows_counted
+from ecom_assets.transforms.arrow_routing import route_batches
 from ecom_assets.transforms.enrich import enrich_events
+from ecom_assets.transforms.file_rows import FileRows
 from ecom_assets.transforms.route import routed
-from ecom_assets.transforms.validate import ValidationRules, validate_events
+from ecom_assets.transforms.validate import validate_events
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -67,23 +64,6 @@ def generate(input_dir: Path, files: int, events: int) -> None:
          "--schema", "v3", "--anomaly-rate", "0.02", "--late-rate", "0", "--seed", "1"],
         check=True, capture_output=True,
     )  # fmt: skip
-
-
-def raw_read(spark: SparkSession, files: list[ReadableFile]) -> DataFrame:
-    """The CSV read as read_event_files does it, before record numbers and parsing."""
-    record = raw_name(RECORD)
-    schema = raw_schema(files[0].header.columns).add(record, "string")
-    return (
-        spark.read.options(header=True, multiLine=True, escape='"', mode="PERMISSIVE",
-                           columnNameOfCorruptRecord=record, maxColumns=MAX_FIELDS)
-        .schema(schema)
-        .csv([str(file.path) for file in files])
-        .withColumn("source_file", F.col("_metadata.file_name"))
-    )  # fmt: skip
-
-
-def noop(df: DataFrame) -> None:
-    df.write.format("noop").mode("overwrite").save()
 
 
 @dataclass(frozen=True)
@@ -132,94 +112,97 @@ def timed(ui: SparkUI, action: Callable[[], object]) -> Timing:
     return Timing(wall, cpu_ns / 1e9)
 
 
-def stages(
-    spark: SparkSession, ui: SparkUI, files: list[ReadableFile]
-) -> dict[str, Callable[[], dict[str, Timing]]]:
-    """Each stage's action, returning its timings by name (the last one times two actions)."""
-    quality = QualitySettings()
-    now = datetime.now(tz=UTC)
-    rules = ValidationRules.from_settings(quality, now)
+def arrow_stages(rows: FileRows) -> dict[str, Callable[[], object]]:
+    """Each stage as a function of the files' bytes, read once beforehand."""
+    contents = [(file, file.path.read_bytes()) for file in rows.files.values()]
 
-    def validated() -> DataFrame:
-        return validate_events(read_event_files(spark, files), rules)
+    def read() -> pa.Table:
+        return latest_events(contents)
 
-    def enriched() -> DataFrame:
-        return enrich_events(validated(), quality.late_watermark_s, processed_at=now)
+    def validated() -> pa.Table:
+        return validate_events(read(), rows.rules)
 
-    def routed_pass() -> dict[str, Timing]:
-        counted = routed(enriched()).mapInArrow(routed_rows_counted, "rows long")
-        return {"routed": timed(ui, lambda: counted.agg(F.sum("rows")).collect())}
+    def enriched() -> pa.Table:
+        return enrich_events(validated(), rows.late_watermark_s, processed_at=rows.rules.now)
 
-    def noop_of(name: str, frame: Callable[[], DataFrame]) -> Callable[[], dict[str, Timing]]:
-        return lambda: {name: timed(ui, lambda: noop(frame()))}
+    def routed_rows() -> pa.Table:
+        return routed(enriched())
+
+    def split() -> object:
+        return route_batches(routed_rows().combine_chunks().to_batches(), len, len)
 
     return {
-        "read": noop_of("read", lambda: raw_read(spark, files)),
-        "numbered": noop_of("numbered", lambda: read_event_files(spark, files)),
-        "validated": noop_of("validated", validated),
-        "enriched": noop_of("enriched", enriched),
-        "routed": routed_pass,
+        "read": read,
+        "validated": validated,
+        "enriched": enriched,
+        "routed": routed_rows,
+        "split": split,
     }
 
 
-@contextmanager
-def cached(df: DataFrame) -> Iterator[DataFrame]:
-    df = df.cache()
-    df.count()
-    try:
-        yield df
-    finally:
-        df.unpersist()
+def cpu_seconds(action: Callable[[], object], repeats: int) -> float:
+    """Median CPU time of this process over ``repeats`` runs of ``action``."""
+    samples = []
+    for _ in range(repeats):
+        began = time.process_time()
+        action()
+        samples.append(time.process_time() - began)
+    return statistics.median(samples)
 
 
-def parser_cpu(
-    spark: SparkSession, ui: SparkUI, files: list[ReadableFile], repeats: int
-) -> dict[str, float]:
-    """Median CPU seconds of each field's parser alone over a cached raw read, minus the bare
-    column's."""
-    samples: dict[str, list[float]] = {f.name: [] for f in LATEST.fields}
-    with cached(raw_read(spark, files)) as raw:
-        for _ in range(repeats):
-            for f in LATEST.fields:
-                bare = raw.select(f.name)
-                parsed = raw.select(parse_field(F.col(f.name), f))
-                cpu = (
-                    timed(ui, lambda p=parsed: noop(p)).cpu - timed(ui, lambda b=bare: noop(b)).cpu
-                )
-                samples[f.name].append(cpu)
-    return {name: statistics.median(values) for name, values in samples.items()}
+def parser_cpu(rows: FileRows, repeats: int) -> dict[str, float]:
+    """Median CPU seconds of each field's parser alone over the files' raw columns."""
+    files = list(rows.files.values())
+    raw = read_records([file.path.read_bytes() for file in files], files[0].header.columns)
+    return {
+        f.name: cpu_seconds(lambda f=f: parse_field(raw.column(f.name), f), repeats)
+        for f in LATEST.fields
+    }
 
 
-def run(url: str, data: Path, rows: int, repeats: int, parsers: bool) -> dict[str, Timing]:
+def spark_pass(url: str, rows: FileRows, repeats: int) -> Timing:
+    """Median wall time and JVM task CPU of the staging pass minus the COPY, warm."""
     spark = SparkSession.builder.remote(url).create()
     tune_for_ingest(spark)  # the session settings ingest runs with
     ui = SparkUI.of(spark)
-    files = readable_in(data)
-    actions = stages(spark, ui, files)
-    for action in actions.values():  # warm up: JIT, class loading, file listing
-        action()
-    samples: dict[str, list[Timing]] = {}
-    for _ in range(repeats):
-        for action in actions.values():
-            for name, timing in action().items():
-                samples.setdefault(name, []).append(timing)
-    medians = {
-        name: Timing(
-            statistics.median(t.wall for t in timings), statistics.median(t.cpu for t in timings)
-        )
-        for name, timings in samples.items()
-    }
-    print(f"{rows:,} rows, medians of {repeats} warm runs; noop writes of every column:")
-    print(f"  {'stage':10s} {'wall s':>7s} {'rows/s':>10s} {'task CPU s':>10s} {'CPU us/row':>10s}")
-    for name, t in medians.items():
-        per_row = t.cpu / rows * 1e6
-        print(f"  {name:10s} {t.wall:7.2f} {rows / t.wall:10,.0f} {t.cpu:10.2f} {per_row:10.2f}")
-    if parsers:
-        print("each field's parser alone (cached raw read, minus the bare column), task CPU:")
-        for name, cpu in parser_cpu(spark, ui, files, repeats).items():
-            print(f"  {name:14s} {cpu:6.2f} s  {cpu / rows * 1e6:6.2f} us/row")
+    files = list(rows.files.values())
+
+    def action() -> object:
+        return run_tasks(file_contents(spark, files), routing_counter(rows))
+
+    action()  # warm up: Python workers, imports, file listing
+    timings = [timed(ui, action) for _ in range(repeats)]
     spark.stop()
-    return medians
+    return Timing(
+        statistics.median(t.wall for t in timings), statistics.median(t.cpu for t in timings)
+    )
+
+
+def run(url: str, data: Path, repeats: int, parsers: bool) -> dict[str, float]:
+    """Print and return the figures of one data set."""
+    files = readable_in(data)
+    file_rows = FileRows.of(files, QualitySettings(), datetime.now(tz=UTC))
+    stages = arrow_stages(file_rows)
+    rows = stages["read"]().num_rows  # also warms up: imports, compiled regexes
+    figures: dict[str, float] = {}
+    print(f"{rows:,} rows in {len(files):,} files; CPU of this process, median of {repeats}:")
+    for name, action in stages.items():
+        per_row = cpu_seconds(action, repeats) / rows * 1e6
+        figures[f"{name}_cpu_us_per_row"] = per_row
+        print(f"  {name:10s} {per_row:6.2f} us/row (cumulative)")
+    if parsers:
+        print("each field's parser alone, CPU:")
+        for name, cpu in parser_cpu(file_rows, repeats).items():
+            print(f"  {name:14s} {cpu / rows * 1e6:6.3f} us/row")
+    spark = spark_pass(url, file_rows, repeats)
+    figures["spark_rows_per_s"] = rows / spark.wall
+    figures["spark_jvm_cpu_us_per_row"] = spark.cpu / rows * 1e6
+    print(
+        f"Spark pass (file_contents -> routing_counter), median of {repeats}: {spark.wall:.2f} s, "
+        f"{rows / spark.wall:,.0f} rows/s; JVM task CPU {spark.cpu / rows * 1e6:.2f} us/row"
+    )
+    figures["rows"] = rows
+    return figures
 
 
 def main() -> int:
@@ -235,24 +218,18 @@ def main() -> int:
     data = args.data or home / "input"
     if not any(data.glob("*.csv")):
         generate(data, args.files, args.events_per_file)
-    paths = list(data.glob("*.csv"))
-    rows = sum(1 for path in paths for _ in path.open()) - len(paths)  # minus the headers
     server = None if args.connect else LocalSparkConnect(root=home / "spark", port=free_port())
     process = server.start() if server else None
     try:
         if server and process:
             server.wait_ready(process, timeout_s=180)
         url = args.connect or (server.url if server else "")
-        medians = run(url, data, rows, args.repeats, args.parsers)
+        figures = run(url, data, args.repeats, args.parsers)
     finally:
         if process:
             stop_group(process.pid)
         shutil.rmtree(home, ignore_errors=True)
-    rates = " ".join(
-        f"{name}_rows_per_s={rows / t.wall:.0f} {name}_cpu_us_per_row={t.cpu / rows * 1e6:.2f}"
-        for name, t in medians.items()
-    )
-    print(f"RESULT rows={rows} {rates}")
+    print("RESULT " + " ".join(f"{name}={value:.2f}" for name, value in figures.items()))
     return 0
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import psycopg
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 
 from ecom_assets.monitoring.batches import BatchRecord, record_batch
 from ecom_assets.resources.event_files import (
@@ -29,7 +29,7 @@ from ecom_assets.resources.event_files import (
     quarantine,
     sha256_of,
 )
-from ecom_assets.resources.event_reader import ReadableFile, read_event_files
+from ecom_assets.resources.event_reader import ReadableFile, file_contents
 from ecom_assets.resources.event_sink import (
     STAGING_SLOTS,
     FileOutcome,
@@ -43,11 +43,9 @@ from ecom_assets.resources.event_sink import (
 from ecom_assets.resources.file_ledger import Fingerprinted, claim_files, mark_quarantined
 from ecom_assets.resources.spark import tune_for_ingest
 from ecom_assets.schema.detection import detect_file
-from ecom_assets.settings import QualitySettings, Settings
+from ecom_assets.settings import Settings
 from ecom_assets.transforms.arrow_routing import FileCounts
-from ecom_assets.transforms.enrich import enrich_events
-from ecom_assets.transforms.route import routed
-from ecom_assets.transforms.validate import ValidationRules, validate_events
+from ecom_assets.transforms.file_rows import FileRows
 
 NON_UTF8_NAME = "the file name is not UTF-8 (the ledger cannot store it): rename the file"
 NAME_REUSED = "a file of this name was already ingested with different content; rename it"
@@ -185,8 +183,9 @@ def stage_batch(
         if staged.readable:
             tables = StagingTables.for_partition(partition, batch.slot)
             prepare_staging(conn, tables)
-            events = routed(event_plan(spark, staged.readable, settings.quality, now()))
-            counts = stage_routed(events, url, tables)
+            tune_for_ingest(spark)  # inside the batch: this first call is guarded like the rest
+            rows = FileRows.of(staged.readable, settings.quality, now())
+            counts = stage_routed(file_contents(spark, staged.readable), url, tables, rows)
             staged.outcomes = _outcomes(counts, staged.readable, staged.began)
     return staged
 
@@ -219,24 +218,6 @@ def commit_staged(
         move_to_processed(file.path, settings.processed_dir, partition)
         batch.on_step("moved")
     return Committed(record, outcomes, inserted)
-
-
-def event_plan(
-    spark: SparkSession, files: list[ReadableFile], quality: QualitySettings, now: datetime
-) -> DataFrame:
-    """The files read, migrated, validated and enriched: every row with its codes, uncached.
-
-    Tunes the session first (``tune_for_ingest``); inside a batch, so that this first call to
-    the server is guarded like the rest.
-    """
-    tune_for_ingest(spark)
-    return enrich_events(
-        validate_events(
-            read_event_files(spark, files), ValidationRules.from_settings(quality, now)
-        ),
-        late_watermark_s=quality.late_watermark_s,
-        processed_at=now,
-    )
 
 
 def _batch_record(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,18 +12,14 @@ import psycopg
 import pytest
 
 from ecom_assets.ingest import ingest_partition
-from ecom_assets.ingest_batch import event_plan
 from ecom_assets.resources.event_files import list_input_files
-from ecom_assets.resources.event_reader import readable_in
 from ecom_assets.resources.spark import INGEST_SQL_CONF
 from ecom_assets.schema.contract import ErrorCode
 from ecom_assets.settings import (
     IngestionSettings,
-    QualitySettings,
     Settings,
     load_settings,
 )
-from ecom_assets.transforms.route import routed
 from ecom_assets_tests.test_generator_support import generate_files
 
 pytestmark = pytest.mark.integration
@@ -171,27 +166,3 @@ def test_unreadable_files_are_quarantined_with_their_reason(
     with psycopg.connect(url) as conn:
         statuses = conn.execute("SELECT status FROM ingest_files").fetchall()
     assert statuses == [("quarantined",), ("quarantined",)]
-
-
-def test_the_plan_code_does_not_change_with_the_clock(spark, tmp_path: Path) -> None:
-    """Batches differ in their clock only: Spark must generate the same code for each, so that
-    the classes and the JIT's machine code of one batch serve the next (decision 34). A BIGINT or
-    TIMESTAMP literal would be written into the code."""
-    start = datetime.now(tz=UTC) - timedelta(minutes=5)
-    generate_files(tmp_path / "in", tmp_path / "logs", start, "--files", "1", "--seed", "3")
-    files = readable_in(tmp_path / "in")
-
-    def code_at(now: datetime) -> list[str]:
-        """The generated Java code's lines ("/* 001 */ ..."), without the plans around them."""
-        plan = routed(event_plan(spark, files, QualitySettings(), now))
-        return re.findall(r"^/\* \d+ \*/.*$", plan._explain_string(mode="codegen"), re.M)
-
-    now = datetime.now(tz=UTC)
-    # adaptive execution plans stages only when they run: explain shows no code with it on
-    spark.conf.set("spark.sql.adaptive.enabled", "false")
-    try:
-        first, later = code_at(now), code_at(now + timedelta(seconds=7))
-    finally:
-        spark.conf.unset("spark.sql.adaptive.enabled")
-    assert len(first) > 1000
-    assert first == later

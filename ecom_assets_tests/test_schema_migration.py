@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
+from ecom_assets.schema.csv_records import SOURCE_LINE, read_records
 from ecom_assets.schema.detection import detect_file
 from ecom_assets.schema.migration import to_latest
-from ecom_assets.schema.parsing import raw_name, raw_schema
+from ecom_assets.schema.parsing import raw_name
 from ecom_assets.schema.versions import LATEST, SCHEMA_VERSION_COLUMN
-
-pytestmark = pytest.mark.integration
 
 
 def uid(n: int) -> str:
@@ -116,15 +113,15 @@ def write_files(directory: Path, files: dict[str, str]) -> None:
         (directory / name).write_text(text, encoding="utf-8", newline="")
 
 
-def read_latest(spark: SparkSession, paths: list[Path]) -> DataFrame:
+def read_latest(paths: list[Path]) -> pa.Table:
     """What ingestion does with files sharing one header: detect, read as strings, migrate."""
     match = detect_file(paths[0])
     assert match.version is not None, match.reason
-    raw = spark.read.csv([str(p) for p in paths], header=True, schema=raw_schema(match.columns))
+    raw = read_records([path.read_bytes() for path in paths], match.columns)
     return to_latest(raw, match.version)
 
 
-def read_directory(spark: SparkSession, directory: Path) -> tuple[DataFrame, dict[str, str]]:
+def read_directory(directory: Path) -> tuple[pa.Table, dict[str, str]]:
     """Every ingestible file, grouped by header so each group is one read; rejects with reasons."""
     groups: dict[tuple[str, ...], list[Path]] = {}
     rejected: dict[str, str] = {}
@@ -134,52 +131,60 @@ def read_directory(spark: SparkSession, directory: Path) -> tuple[DataFrame, dic
             groups.setdefault(match.columns, []).append(path)
         else:
             rejected[path.name] = match.reason
-    frames = [read_latest(spark, paths) for paths in groups.values()]
-    return functools.reduce(DataFrame.unionByName, frames), rejected
+    return pa.concat_tables(read_latest(paths) for paths in groups.values()), rejected
 
 
-def collect(frame: DataFrame) -> list[dict[str, object]]:
+def collect(table: pa.Table) -> list[dict[str, object]]:
     """LATEST's typed columns and schema_version, event_time as UTC micros, by event_id."""
-    columns = [
-        F.unix_micros(name).alias(name) if name == "event_time" else F.col(name)
-        for name in (*LATEST.column_names, SCHEMA_VERSION_COLUMN)
-    ]
-    return [r.asDict() for r in frame.select(*columns).orderBy("event_id").collect()]
+    rows = table.select([*LATEST.column_names, SCHEMA_VERSION_COLUMN]).to_pylist()
+    for row in rows:
+        row["event_time"] = (row["event_time"] - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
+            microseconds=1
+        )
+    return sorted(rows, key=lambda row: str(row["event_id"]))
+
+
+def first(table: pa.Table) -> dict[str, object]:
+    """The row with the smallest event_id."""
+    return min(table.to_pylist(), key=lambda row: str(row["event_id"]))
 
 
 @pytest.mark.parametrize("name", ["v1.csv", "v2.csv", "v3.csv", "v2_extra.csv"])
-def test_a_file_of_each_version_round_trips(spark: SparkSession, tmp_path: Path, name: str) -> None:
+def test_a_file_of_each_version_round_trips(tmp_path: Path, name: str) -> None:
     write_files(tmp_path, {name: FILES[name]})
-    frame = read_latest(spark, [tmp_path / name])
-    assert collect(frame) == EXPECTED[name]
+    assert collect(read_latest([tmp_path / name])) == EXPECTED[name]
 
 
-def test_output_has_the_latest_schema_whatever_the_input(
-    spark: SparkSession, tmp_path: Path
-) -> None:
+def test_output_has_the_latest_schema_whatever_the_input(tmp_path: Path) -> None:
     write_files(tmp_path, {"v1.csv": V1_FILE})
-    frame = read_latest(spark, [tmp_path / "v1.csv"])
+    table = read_latest([tmp_path / "v1.csv"])
     raws = [raw_name(name) for name in LATEST.column_names]
-    assert frame.columns == [*LATEST.column_names, SCHEMA_VERSION_COLUMN, *raws]
-    typed = frame.select(*LATEST.column_names).schema
-    assert [(f.name, f.dataType) for f in typed] == [
-        (f.name, f.dataType) for f in LATEST.spark_schema
-    ]
+    assert table.column_names == [*LATEST.column_names, SCHEMA_VERSION_COLUMN, *raws]
+    assert table.select(list(LATEST.column_names)).schema == LATEST.arrow_schema
 
 
-def test_raw_columns_hold_what_the_producer_wrote(spark: SparkSession, tmp_path: Path) -> None:
+def test_raw_columns_hold_what_the_producer_wrote(tmp_path: Path) -> None:
     write_files(tmp_path, {"v1.csv": V1_FILE, "v2.csv": V2_FILE})
-    v1 = read_latest(spark, [tmp_path / "v1.csv"]).orderBy("event_id").first()
-    assert (v1.user_id_raw, v1.event_type_raw, v1.product_id_raw) == ("5.0", "VIEW", "1001.0")
+    v1 = first(read_latest([tmp_path / "v1.csv"]))
+    assert (v1["user_id_raw"], v1["event_type_raw"], v1["product_id_raw"]) == (
+        "5.0",
+        "VIEW",
+        "1001.0",
+    )
     # fields v1 lacks were not written: NULL raw values, whatever their migrated default
-    purchase = read_latest(spark, [tmp_path / "v1.csv"]).where("event_type = 'purchase'").first()
-    assert (purchase.quantity, purchase.quantity_raw, purchase.user_id_raw) == (1, None, None)
-    v2 = read_latest(spark, [tmp_path / "v2.csv"]).orderBy("event_id").first()
-    assert (v2.event_type_raw, v2.user_segment_raw) == (" PURCHASE ", " premium ")
-    assert v2.event_id_raw == uid(4).upper()
+    rows = read_latest([tmp_path / "v1.csv"]).to_pylist()
+    purchase = next(row for row in rows if row["event_type"] == "purchase")
+    assert (purchase["quantity"], purchase["quantity_raw"], purchase["user_id_raw"]) == (
+        1,
+        None,
+        None,
+    )
+    v2 = first(read_latest([tmp_path / "v2.csv"]))
+    assert (v2["event_type_raw"], v2["user_segment_raw"]) == (" PURCHASE ", " premium ")
+    assert v2["event_id_raw"] == uid(4).upper()
 
 
-def test_a_mixed_directory_round_trips(spark: SparkSession, tmp_path: Path) -> None:
+def test_a_mixed_directory_round_trips(tmp_path: Path) -> None:
     write_files(tmp_path, FILES)
     write_files(
         tmp_path,
@@ -189,7 +194,7 @@ def test_a_mixed_directory_round_trips(spark: SparkSession, tmp_path: Path) -> N
             "empty.csv": "",
         },
     )
-    frame, rejected = read_directory(spark, tmp_path)
+    table, rejected = read_directory(tmp_path)
     assert rejected == {
         "empty.csv": "empty header: no column names",
         "garbage.csv": "NUL byte at byte 0 (line 1): PostgreSQL text cannot hold it",
@@ -198,15 +203,14 @@ def test_a_mixed_directory_round_trips(spark: SparkSession, tmp_path: Path) -> N
     expected = sorted(
         (r for rows in EXPECTED.values() for r in rows), key=lambda r: str(r["event_id"])
     )
-    assert collect(frame) == expected
+    assert collect(table) == expected
 
 
-def test_keep_carries_source_columns_through(spark: SparkSession, tmp_path: Path) -> None:
+def test_keep_carries_source_columns_through(tmp_path: Path) -> None:
     write_files(tmp_path, {"v2.csv": V2_FILE})
     match = detect_file(tmp_path / "v2.csv")
     assert match.version is not None
-    raw = spark.read.csv(str(tmp_path / "v2.csv"), header=True, schema=raw_schema(match.columns))
-    with_source = raw.select("*", F.col("_metadata.file_name").alias("source_file"))
-    frame = to_latest(with_source, match.version, keep=["source_file"])
-    assert frame.columns[-1] == "source_file"
-    assert {r.source_file for r in frame.collect()} == {"v2.csv"}
+    raw = read_records([(tmp_path / "v2.csv").read_bytes()], match.columns)
+    table = to_latest(raw, match.version, keep=[SOURCE_LINE])
+    assert table.column_names[-1] == SOURCE_LINE
+    assert table.column(SOURCE_LINE).to_pylist() == [1, 2]

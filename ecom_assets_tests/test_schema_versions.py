@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import itertools
 
+import pyarrow as pa
 import pytest
-from pyspark.sql.types import DecimalType, IntegerType, LongType, StringType, TimestampType
 
 from ecom_assets.schema.versions import LATEST, V1, V2, V3, VERSIONS, SchemaVersion, version_by_name
 
@@ -35,15 +35,15 @@ def test_every_field_and_version_is_documented_and_unique() -> None:
         assert all(field.doc for field in version.fields)
 
 
-def test_spark_schema_has_the_parsed_types() -> None:
-    types = {f.name: f.dataType for f in LATEST.spark_schema.fields}
-    assert types["event_id"] == StringType()
-    assert types["user_id"] == LongType()
-    assert types["product_id"] == LongType()
-    assert types["price"] == DecimalType(12, 2)
-    assert types["quantity"] == IntegerType()
-    assert types["event_time"] == TimestampType()
-    assert all(f.nullable for f in LATEST.spark_schema.fields)
+def test_arrow_schema_has_the_parsed_types() -> None:
+    types = {f.name: f.type for f in LATEST.arrow_schema}
+    assert types["event_id"] == pa.string()
+    assert types["user_id"] == pa.int64()
+    assert types["product_id"] == pa.int64()
+    assert types["price"] == pa.decimal128(12, 2)
+    assert types["quantity"] == pa.int32()
+    assert types["event_time"] == pa.timestamp("us", tz="UTC")
+    assert all(f.nullable for f in LATEST.arrow_schema)
 
 
 def test_required_values_match_the_contract() -> None:

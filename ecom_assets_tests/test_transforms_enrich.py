@@ -1,5 +1,5 @@
 """enrich_events: category fill, quantity default, exact totals, late-flag boundaries, UTC date
-parts and processed_at; one batch of v1, v2 and v3 rows, one Spark action."""
+parts and processed_at; one Arrow batch of v1, v2 and v3 rows."""
 
 from __future__ import annotations
 
@@ -7,15 +7,11 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+import pyarrow as pa
 import pytest
-from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, DateType, DecimalType, IntegerType, TimestampType
 
 from ecom_assets.transforms.enrich import enrich_events
 from ecom_assets_tests.test_transforms_support import event, latest_batch, view
-
-pytestmark = pytest.mark.integration
 
 WATERMARK_S = 600
 PROCESSED = datetime(2024, 6, 1, 11, 30, tzinfo=UTC)
@@ -100,7 +96,7 @@ DERIVED = ("total_amount", "event_date", "event_hour", "is_late", "processed_at"
 
 
 @pytest.fixture(scope="module")
-def enriched(spark: SparkSession) -> tuple[list[str], dict[str, Any], dict[str, dict[str, Any]]]:
+def enriched() -> tuple[list[str], dict[str, Any], dict[str, dict[str, Any]]]:
     """(columns, types, row by case name) of the enriched batch."""
     files: dict[str, tuple[str, list[dict[str, str]]]] = {}
     names: dict[tuple[str, int], str] = {}
@@ -109,17 +105,18 @@ def enriched(spark: SparkSession) -> tuple[list[str], dict[str, Any], dict[str, 
         records = files.setdefault(file, (version, []))[1]
         records.append(record)
         names[(file, len(records))] = name
-    frame = enrich_events(latest_batch(spark, files), WATERMARK_S, PROCESSED)
+    table = enrich_events(latest_batch(files), WATERMARK_S, PROCESSED)
     columns = [*CASES["purchase_on_watermark"][2], "processed_us"]
-    rows = frame.select(
-        "source_file",
-        "source_line",
-        *CASES["purchase_on_watermark"][2],
-        F.unix_micros("processed_at").alias("processed_us"),
-    ).collect()
-    types = {field.name: field.dataType for field in frame.schema.fields}
-    by_name = {names[(r.source_file, r.source_line)]: {c: r[c] for c in columns} for r in rows}
-    return frame.columns, types, by_name
+    rows = (
+        table.select(["source_file", "source_line", *CASES["purchase_on_watermark"][2]])
+        .append_column("processed_us", table.column("processed_at").cast(pa.int64()))
+        .to_pylist()
+    )
+    types = {field.name: field.type for field in table.schema}
+    by_name = {
+        names[(r["source_file"], r["source_line"])]: {c: r[c] for c in columns} for r in rows
+    }
+    return table.column_names, types, by_name
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -132,15 +129,15 @@ def test_enriched_columns_and_types(enriched: tuple[list[str], dict[str, Any], A
     columns, types, _ = enriched
     assert columns[-len(DERIVED) :] == list(DERIVED)
     assert columns.index("category") == 7 and columns.index("quantity") == 8  # replaced in place
-    assert types["total_amount"] == DecimalType(14, 2)
-    assert types["event_date"] == DateType()
-    assert types["event_hour"] == IntegerType()
-    assert types["is_late"] == BooleanType()
-    assert types["processed_at"] == TimestampType()
-    assert types["quantity"] == IntegerType()
+    assert types["total_amount"] == pa.decimal128(14, 2)
+    assert types["event_date"] == pa.date32()
+    assert types["event_hour"] == pa.int32()
+    assert types["is_late"] == pa.bool_()
+    assert types["processed_at"] == pa.timestamp("us", tz="UTC")
+    assert types["quantity"] == pa.int32()
 
 
-def test_naive_processed_at_is_refused(spark: SparkSession) -> None:
-    frame = latest_batch(spark, {"a.csv": ("v3", [event(1)])})
+def test_naive_processed_at_is_refused() -> None:
+    table = latest_batch({"a.csv": ("v3", [event(1)])})
     with pytest.raises(ValueError, match="timezone-aware"):
-        enrich_events(frame, WATERMARK_S, datetime(2024, 6, 1))
+        enrich_events(table, WATERMARK_S, datetime(2024, 6, 1))

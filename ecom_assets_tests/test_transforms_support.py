@@ -3,20 +3,18 @@ them, through the real schema registry (header detection, all-string raw schema,
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import IntegerType, StringType, StructField, StructType, TimestampType
+import pyarrow as pa
 
+from ecom_assets.resources.event_reader import KEEP
 from ecom_assets.schema.detection import detect_header
 from ecom_assets.schema.migration import to_latest
-from ecom_assets.schema.parsing import RECORD, raw_name, raw_schema
+from ecom_assets.schema.parsing import RECORD, raw_column_names, raw_name
 from ecom_assets.schema.versions import version_by_name
 from ecom_assets.transforms.validate import ValidationRules
 
-KEEP = ("source_file", "source_line", raw_name(RECORD), "arrived_at")
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 ARRIVED = datetime(2024, 6, 1, 11, 0, tzinfo=UTC)
 RULES = ValidationRules(now=NOW, future_tolerance_s=300, max_price=10_000.0, max_quantity=100)
@@ -60,35 +58,26 @@ def view(n: int, **values: str) -> dict[str, str]:
 
 
 def latest_batch(
-    spark: SparkSession,
-    files: Mapping[str, File],
-    arrived_at: datetime | Mapping[str, datetime] = ARRIVED,
-) -> DataFrame:
-    """The union of each file's ``to_latest`` output with source_file, source_line, arrived_at.
+    files: Mapping[str, File], arrived_at: datetime | Mapping[str, datetime] = ARRIVED
+) -> pa.Table:
+    """Each file's ``to_latest`` output with source_file, source_line, arrived_at, concatenated.
 
-    Each file's header is detected by the registry and its records become the all-string rows a
-    CSV read gives: an empty field is NULL (Spark's default), other text is kept verbatim. A
-    record's ``record`` value, if any, is the text the reader keeps for a malformed record.
+    Each file's header is detected by the registry and its records become the all-string rows
+    the CSV reader gives: an empty field is NULL, other text is kept verbatim. A record's
+    ``record`` value, if any, is the text the reader keeps for a malformed record.
     """
-    frames = []
+    tables = []
     for name, (version_name, records) in files.items():
         match = detect_header(list(version_by_name(version_name).column_names))
         assert match.version is not None, match.reason
         arrived = arrived_at if isinstance(arrived_at, datetime) else arrived_at[name]
-        rows = [
-            [record.get(column, "") or None for column in match.columns]
-            + [name, line, record.get(RECORD), arrived]
-            for line, record in enumerate(records, start=1)
-        ]
-        schema = StructType(
-            [
-                *raw_schema(match.columns).fields,
-                StructField("source_file", StringType()),
-                StructField("source_line", IntegerType()),
-                StructField(raw_name(RECORD), StringType()),
-                StructField("arrived_at", TimestampType()),
-            ]
-        )
-        raw = spark.createDataFrame(rows, schema)
-        frames.append(to_latest(raw, match.version, keep=KEEP))
-    return functools.reduce(DataFrame.unionByName, frames)
+        columns = {
+            column: pa.array([record.get(column, "") or None for record in records], pa.string())
+            for column in raw_column_names(match.columns)
+        }
+        columns["source_file"] = pa.array([name] * len(records), pa.string())
+        columns["source_line"] = pa.array(range(1, len(records) + 1), pa.int32())
+        columns[raw_name(RECORD)] = pa.array([r.get(RECORD) for r in records], pa.string())
+        columns["arrived_at"] = pa.array([arrived] * len(records), pa.timestamp("us", tz="UTC"))
+        tables.append(to_latest(pa.table(columns), match.version, keep=KEEP))
+    return pa.concat_tables(tables)

@@ -1,7 +1,7 @@
 """validate_events: each ErrorCode alone, several at once, normalisation before validation, the
 per-file duplicate rule, and agreement with the generator's ground truth.
 
-All cases run as one batch (one Spark action); the parametrized tests look their row up.
+All cases run as one table; the parametrized tests look their row up.
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
-from pyspark.sql import SparkSession
-from pyspark.sql.types import ArrayType, StringType
 
 from ecom_assets.resources.event_reader import ReadableFile, read_event_files
 from ecom_assets.schema.contract import ErrorCode
@@ -41,8 +40,6 @@ from ecom_assets_tests.test_transforms_support import (
     uid,
     view,
 )
-
-pytestmark = pytest.mark.integration
 
 E = ErrorCode
 
@@ -263,8 +260,8 @@ DUP_EXPECTED = {
 
 
 @pytest.fixture(scope="module")
-def codes(spark: SparkSession) -> dict[Any, list[str]]:
-    """error_codes by case name and by (file, line) for the duplicate files: one Spark action."""
+def codes() -> dict[Any, list[str]]:
+    """error_codes by case name and by (file, line) for the duplicate files: one table."""
     files: dict[str, tuple[str, list[dict[str, str]]]] = {
         file: (version, []) for version, file in CASE_FILES.items()
     }
@@ -275,12 +272,12 @@ def codes(spark: SparkSession) -> dict[Any, list[str]]:
         where[(CASE_FILES[version], len(lines))] = name
     files["dup_a.csv"] = ("v3", DUP_A)
     files["dup_b.csv"] = ("v1", DUP_B)
-    validated = validate_events(latest_batch(spark, files), RULES)
-    rows = validated.select("source_file", "source_line", "error_codes").collect()
+    validated = validate_events(latest_batch(files), RULES)
+    rows = validated.select(["source_file", "source_line", "error_codes"]).to_pylist()
     result: dict[Any, list[str]] = {}
     for row in rows:
-        key = (row.source_file, row.source_line)
-        result[where.get(key, key)] = row.error_codes
+        key = (row["source_file"], row["source_line"])
+        result[where.get(key, key)] = row["error_codes"]
     return result
 
 
@@ -300,17 +297,36 @@ def test_duplicates_first_occurrence_wins(codes: dict[Any, list[str]]) -> None:
     assert actual == {key: [str(c) for c in value] for key, value in DUP_EXPECTED.items()}
 
 
-def test_output_adds_error_codes_to_the_input(spark: SparkSession) -> None:
-    batch = latest_batch(spark, {"a.csv": ("v3", [event(1)])})
+def test_duplicates_follow_source_line_not_table_order() -> None:
+    batch = latest_batch({"a.csv": ("v3", [event(1), event(2), event(1, record="x"), event(1)])})
+    shuffled = pa.concat_tables([batch.slice(3), batch.slice(1, 2), batch.slice(0, 1)])
+    validated = validate_events(shuffled, RULES)
+    rows = validated.select(["source_line", "error_codes"]).to_pylist()
+    codes = {row["source_line"]: row["error_codes"] for row in rows}
+    assert codes == {1: [], 2: [], 3: [E.MALFORMED_ROW], 4: [E.DUPLICATE_EVENT_ID]}
+
+
+def test_output_adds_error_codes_to_the_input() -> None:
+    batch = latest_batch({"a.csv": ("v3", [event(1)])})
     validated = validate_events(batch, RULES)
-    assert validated.columns == [*batch.columns, "error_codes"]
-    data_type = validated.schema["error_codes"].dataType
-    assert isinstance(data_type, ArrayType)
-    assert data_type.elementType == StringType()
+    assert validated.column_names == [*batch.column_names, "error_codes"]
+    assert validated.schema.field("error_codes").type == pa.list_(pa.string())
+    assert validated.drop_columns(["error_codes"]).equals(batch)
 
 
-def test_every_code_has_a_rule_and_detail_fields(spark: SparkSession) -> None:
-    assert list(rule_conditions(RULES)) == list(ErrorCode)
+def test_empty_and_single_row_tables() -> None:
+    batch = latest_batch({"a.csv": ("v3", [event(1)])})
+    assert validate_events(batch, RULES)["error_codes"].to_pylist() == [[]]
+    empty = validate_events(batch.slice(0, 0), RULES)
+    assert empty.num_rows == 0
+    assert empty.schema.field("error_codes").type == pa.list_(pa.string())
+
+
+def test_every_code_has_a_rule_and_detail_fields() -> None:
+    batch = latest_batch({"a.csv": ("v3", [event(1)])})
+    conditions = rule_conditions(batch, RULES)
+    assert list(conditions) == list(ErrorCode)
+    assert all(condition.to_pylist() == [False] for condition in conditions.values())
     assert list(CODE_FIELDS) == list(ErrorCode)
 
 
@@ -323,7 +339,7 @@ def test_rules_from_settings() -> None:
         ValidationRules.from_settings(quality, datetime(2024, 6, 1))
 
 
-def test_generator_ground_truth(spark: SparkSession, tmp_path: Path) -> None:
+def test_generator_ground_truth(tmp_path: Path) -> None:
     """Generated files (all versions, half anomalies, late and replayed rows), read as ingestion
     reads them, validate and flag lateness exactly as the generator's truth says; a replay of an
     earlier file is valid here (the sink skips it as a duplicate)."""
@@ -351,11 +367,14 @@ def test_generator_ground_truth(spark: SparkSession, tmp_path: Path) -> None:
         max_price=LIMITS.max_price,
         max_quantity=LIMITS.max_quantity,
     )
-    batch = read_event_files(spark, files)
+    batch = read_event_files(files)
     enriched = enrich_events(validate_events(batch, rules), LIMITS.late_watermark_s, NOW)
-    rows = enriched.select("source_file", "source_line", "error_codes", "is_late").collect()
+    rows = enriched.select(["source_file", "source_line", "error_codes", "is_late"]).to_pylist()
     actual = {
-        (r.source_file, r.source_line): (r.error_codes, r.is_late and not r.error_codes)
+        (r["source_file"], r["source_line"]): (
+            r["error_codes"],
+            r["is_late"] and not r["error_codes"],
+        )
         for r in rows
     }
     assert actual == expected

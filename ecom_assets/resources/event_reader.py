@@ -1,32 +1,34 @@
-"""Read claimed CSV files with Spark into one DataFrame of the latest schema.
+"""Claimed CSV files: Spark reads their bytes, Arrow turns them into rows of the latest schema.
 
-Files are grouped by their (normalised) header, since one Spark read needs one column layout;
-each group is read with every column as a string and migrated to the latest version, then the
-groups are unioned. Each row keeps its source file and its record number within the file
-(1-based, header excluded): Spark reads a file's rows in order, so numbering them by a
-monotonically increasing id within the file gives the record number, and a dead letter can
-always be traced back to its line. A record with more or fewer fields than its header keeps
-its text in ``record_raw`` (see schema/parsing.py), for validation to dead-letter it whole.
+Spark reads and distributes the files (``file_contents``: the ``binaryFile`` source, a file
+whole in one row, so one task sees all of a file and in order); the task's Python worker parses
+them with Arrow (``latest_events``). Files are grouped by their (normalised) header, each group
+read with every column as a string and migrated to the latest version, so the rules then run
+over one table of many files. Each row keeps its source file and its record number
+(schema/csv_records.py), so a dead letter can always be traced back to its record. Why not
+Spark's CSV reader and SQL expressions: docs/decisions.md 37.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import reduce
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession, Window
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
 from ecom_assets.partitions import produced_at
+from ecom_assets.schema.csv_records import FILE, SOURCE_LINE, read_records
 from ecom_assets.schema.detection import HeaderMatch, detect_file
-from ecom_assets.schema.file_checks import MAX_FIELDS
 from ecom_assets.schema.migration import to_latest
-from ecom_assets.schema.parsing import RECORD, raw_name, raw_schema
+from ecom_assets.schema.parsing import RECORD, raw_name
+
+KEEP = ("source_file", SOURCE_LINE, raw_name(RECORD), "arrived_at")
+"""What each row carries besides the schema's columns, through migration."""
 
 
 @dataclass(frozen=True)
@@ -59,46 +61,46 @@ def readable_in(directory: Path) -> list[ReadableFile]:
     return files
 
 
-def read_event_files(spark: SparkSession, files: Sequence[ReadableFile]) -> DataFrame:
-    """One DataFrame of LATEST's parsed and raw columns, source_file/line, record_raw, arrived_at.
+def file_contents(spark: SparkSession, files: Sequence[ReadableFile]) -> DataFrame:
+    """One row per file: ``source_file`` (its name) and ``content`` (its bytes).
 
     Rows are matched to their file by name; file_checks admits only names that Spark's
     ``_metadata.file_name`` gives back unchanged.
     """
-    groups: dict[tuple[str, ...], list[ReadableFile]] = defaultdict(list)
-    for file in files:
-        groups[tuple(file.header.columns)].append(file)
-    arrivals = spark.createDataFrame(
-        [(file.path.name, file.arrived_at) for file in files],
-        StructType(
-            [StructField("source_file", StringType()), StructField("arrived_at", TimestampType())]
-        ),
+    return (
+        spark.read.format("binaryFile")
+        .load([str(file.path) for file in files])
+        .select(F.col("_metadata.file_name").alias("source_file"), "content")
     )
-    frames = [_read_group(spark, group) for group in groups.values()]
-    unioned = reduce(DataFrame.unionByName, frames)
-    return unioned.join(F.broadcast(arrivals), "source_file").select(*unioned.columns, "arrived_at")
 
 
-def _read_group(spark: SparkSession, files: list[ReadableFile]) -> DataFrame:
-    header = files[0].header
-    record = raw_name(RECORD)
-    schema = StructType([*raw_schema(header.columns).fields, StructField(record, StringType())])
-    raw = (
-        spark.read.options(
-            header=True,
-            multiLine=True,  # quoted newlines stay inside their record
-            escape='"',  # RFC 4180, as csv.writer and pandas write: "" is a quote in a field
-            mode="PERMISSIVE",
-            columnNameOfCorruptRecord=record,  # a record of the wrong width keeps its text
-            maxColumns=MAX_FIELDS,  # wider lines are quarantined by file_checks
-        )
-        .schema(schema)
-        .csv([str(file.path) for file in files])
-        .withColumn("source_file", F.col("_metadata.file_name"))
-        .withColumn("_read_order", F.monotonically_increasing_id())
+def latest_events(contents: Iterable[tuple[ReadableFile, bytes]]) -> pa.Table:
+    """Files' bytes as one table of LATEST's parsed and raw columns and ``KEEP``.
+
+    Files sharing a header are read and migrated together: a kernel's cost per call, not per
+    row, dominates small files, so 1,000 files of 100 rows cost about what one of 100,000 does.
+    """
+    groups: dict[tuple[str, ...], list[tuple[ReadableFile, bytes]]] = defaultdict(list)
+    for file, content in contents:
+        groups[tuple(file.header.columns)].append((file, content))
+    if not groups:
+        raise ValueError("no files to read")
+    return pa.concat_tables(_group_events(group) for group in groups.values())
+
+
+def _group_events(group: list[tuple[ReadableFile, bytes]]) -> pa.Table:
+    """Files of one header read and migrated together; each row tagged with its file."""
+    files = [file for file, _ in group]
+    records = read_records([content for _, content in group], files[0].header.columns)
+    index = records.column(FILE)
+    names = pa.array([file.path.name for file in files], pa.string())
+    arrivals = pa.array([file.arrived_at for file in files], pa.timestamp("us", tz="UTC"))
+    tagged = records.append_column("source_file", names.take(index)).append_column(
+        "arrived_at", arrivals.take(index)
     )
-    numbered = raw.withColumn(
-        "source_line",
-        F.row_number().over(Window.partitionBy("source_file").orderBy("_read_order")),
-    ).drop("_read_order")
-    return to_latest(numbered, header.version, keep=["source_file", "source_line", record])
+    return to_latest(tagged, files[0].header.version, keep=KEEP)
+
+
+def read_event_files(files: Sequence[ReadableFile]) -> pa.Table:
+    """``latest_events`` of files read from disk here: for tests, samples and benchmarks."""
+    return latest_events((file, file.path.read_bytes()) for file in files)

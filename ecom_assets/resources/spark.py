@@ -32,13 +32,10 @@ INGEST_SQL_CONF = {
     # Spark job, at each analysis of the plan: 1,000 files of 100 rows took 21-26 s to read,
     # validate and cache with the default (32), 8-11 s with listing on the driver.
     "spark.sql.sources.parallelPartitionDiscovery.threshold": "1000000",
-    # HotSpot does not JIT-compile a method over 8,000 bytes of bytecode: it stays interpreted.
-    # Spark's default limit (65,535) keeps whole-stage code that large, and the stage that runs
-    # the rules, enrichment and routing generated 12-38 KB. At 8,000 Spark falls back to
-    # per-operator code for that stage, whose methods are small and compiled: the routed pass
-    # fell from 49.8-54.2 to 37.8-39.0 us of CPU per row (bench/profile_spark.py, both orders
-    # on one server; docs/decisions.md 33).
-    "spark.sql.codegen.hugeMethodLimit": "8000",
+    # A task's files reach its Python worker as Arrow batches of whole files; the worker parses
+    # and routes a batch at a time, so this bounds the worker's memory while keeping batches
+    # large: a kernel's cost is per call, so small batches of small files would cost more.
+    "spark.sql.execution.arrow.maxBytesPerBatch": str(16 << 20),
 }
 """Session settings the ingest plan needs to be fast (bench/profile_ingest.py); runtime SQL
 settings, so they work on any server, local or remote."""

@@ -2,7 +2,7 @@
 
 Flow for one input file (pure functions; the caller does the I/O):
 ``detection.detect_file`` (the header, and ``file_checks`` on the name and bytes)
--> if ingestible, read it with ``parsing.raw_schema(match.columns)``
-(all strings) -> ``migration.to_latest(raw, match.version)``. Nothing is re-exported here so that
-importing ``contract`` (the generator does) does not import Spark.
+-> if ingestible, ``csv_records.read_records(contents, match.columns)`` (all strings)
+-> ``migration.to_latest(raw, match.version)``. Nothing is re-exported here so that importing
+``contract`` (the generator does) does not import Arrow.
 """

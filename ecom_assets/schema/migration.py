@@ -10,39 +10,39 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
-from pyspark.sql.types import StringType
+import pyarrow as pa
 
 from ecom_assets.schema.parsing import parse, raw_name
 from ecom_assets.schema.versions import LATEST, SCHEMA_VERSION_COLUMN, Field, SchemaVersion
 
 
-def _default_value(field: Field) -> Column:
+def _default_value(field: Field, parsed: pa.Table) -> pa.Array:
     """The documented default of a field a file's version lacks, typed like the parsed field."""
-    value = F.expr(field.default) if field.default is not None else F.lit(None)
-    return value.cast(field.spark_type)
+    if field.default is None:
+        return pa.nulls(parsed.num_rows, field.arrow_type)
+    return field.default(parsed)
 
 
-def migrate(parsed: DataFrame, version: SchemaVersion, keep: Sequence[str] = ()) -> DataFrame:
-    """Add LATEST's fields missing from ``version`` to a ``parse``d DataFrame; fix column order."""
+def migrate(parsed: pa.Table, version: SchemaVersion, keep: Sequence[str] = ()) -> pa.Table:
+    """Add LATEST's fields missing from ``version`` to a ``parse``d table; fix column order."""
     present = set(version.column_names)
-    typed = [
-        F.col(f.name) if f.name in present else _default_value(f).alias(f.name)
+    rows = parsed.num_rows
+    columns = {
+        f.name: parsed.column(f.name) if f.name in present else _default_value(f, parsed)
         for f in LATEST.fields
-    ]
-    raws = [
-        F.col(raw_name(f.name))
+    }
+    columns[SCHEMA_VERSION_COLUMN] = pa.repeat(pa.scalar(version.name, pa.string()), rows)
+    columns |= {
+        raw_name(f.name): parsed.column(raw_name(f.name))
         if f.name in present
-        else F.lit(None).cast(StringType()).alias(raw_name(f.name))
+        else pa.nulls(rows, pa.string())
         for f in LATEST.fields
-    ]
-    return parsed.select(*typed, F.lit(version.name).alias(SCHEMA_VERSION_COLUMN), *raws, *keep)
+    }
+    columns |= {name: parsed.column(name) for name in keep}
+    return pa.table(columns)
 
 
-def to_latest(raw: DataFrame, version: SchemaVersion, keep: Sequence[str] = ()) -> DataFrame:
-    """One file's all-string DataFrame (read with ``raw_schema``) parsed and migrated to LATEST.
-
-    ``keep`` names extra columns to carry through untouched, such as a source file or line.
-    """
+def to_latest(raw: pa.Table, version: SchemaVersion, keep: Sequence[str] = ()) -> pa.Table:
+    """One file's all-string table (columns named by ``raw_column_names``) parsed and migrated
+    to LATEST. ``keep`` names extra columns to carry through untouched, such as a source file."""
     return migrate(parse(raw, version, keep), version, keep)

@@ -7,21 +7,13 @@ documented default. Adding v4 is one new entry at the end of VERSIONS.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from enum import StrEnum
 
-from pyspark.sql.types import (
-    DataType,
-    DecimalType,
-    IntegerType,
-    LongType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ecom_assets.schema.contract import ANONYMOUS_USER_ID, EVENT_TYPES, PRICED_EVENT_TYPES
 
@@ -30,7 +22,7 @@ SCHEMA_VERSION_COLUMN = "schema_version"
 
 
 class Kind(StrEnum):
-    """How a field's raw string is parsed (see parsing.py); fixes the parsed Spark type."""
+    """How a field's raw string is parsed (see parsing.py); fixes the parsed Arrow type."""
 
     UUID = "uuid"  # trimmed, lower-cased; NULL unless a UUID
     TEXT = "text"  # trimmed
@@ -42,16 +34,26 @@ class Kind(StrEnum):
     TIMESTAMP = "timestamp"  # ISO 8601 instant; no offset means UTC
 
 
-SPARK_TYPES: dict[Kind, DataType] = {
-    Kind.UUID: StringType(),
-    Kind.TEXT: StringType(),
-    Kind.CODE: StringType(),
-    Kind.COUNTRY: StringType(),
-    Kind.ID: LongType(),
-    Kind.COUNT: IntegerType(),
-    Kind.MONEY: DecimalType(12, 2),
-    Kind.TIMESTAMP: TimestampType(),
+ARROW_TYPES: dict[Kind, pa.DataType] = {
+    Kind.UUID: pa.string(),
+    Kind.TEXT: pa.string(),
+    Kind.CODE: pa.string(),
+    Kind.COUNTRY: pa.string(),
+    Kind.ID: pa.int64(),  # BIGINT
+    Kind.COUNT: pa.int32(),  # INTEGER
+    Kind.MONEY: pa.decimal128(12, 2),  # NUMERIC(12,2)
+    Kind.TIMESTAMP: pa.timestamp("us", tz="UTC"),  # TIMESTAMPTZ
 }
+"""The parsed types, those of the ecommerce_events columns."""
+
+Default = Callable[[pa.Table], pa.Array]
+"""A migration default: the value per row of a parsed table whose version lacks the field."""
+
+
+def priced_single_unit(parsed: pa.Table) -> pa.Array:
+    """1 for priced event types, NULL otherwise: v1 purchases and carts were single units."""
+    priced = pc.is_in(parsed.column("event_type"), pa.array(sorted(PRICED_EVENT_TYPES)))
+    return pc.if_else(priced, pa.scalar(1, pa.int32()), pa.scalar(None, pa.int32()))
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,8 @@ class Field:
 
     ``required`` is about values (a blank one is an error for the validator); every column of a
     version must appear in that version's header either way. ``blank_value`` is what a blank
-    value parses to (None: NULL). ``default`` is a Spark SQL expression over the parsed row, used
-    when migrating a file of a version that lacks the field; None means NULL (unknown).
+    value parses to (None: NULL). ``default`` computes the value from the parsed row when
+    migrating a file of a version that lacks the field; None means NULL (unknown).
     """
 
     name: str
@@ -69,11 +71,11 @@ class Field:
     doc: str
     required: bool = False
     blank_value: int | None = None
-    default: str | None = None
+    default: Default | None = None
 
     @property
-    def spark_type(self) -> DataType:
-        return SPARK_TYPES[self.kind]
+    def arrow_type(self) -> pa.DataType:
+        return ARROW_TYPES[self.kind]
 
 
 @dataclass(frozen=True)
@@ -89,13 +91,9 @@ class SchemaVersion:
         return tuple(field.name for field in self.fields)
 
     @property
-    def spark_schema(self) -> StructType:
+    def arrow_schema(self) -> pa.Schema:
         """The parsed (typed) schema; every column is nullable because parsing may fail."""
-        return StructType([StructField(f.name, f.spark_type, nullable=True) for f in self.fields])
-
-
-def _sql_strings(values: Iterable[str]) -> str:
-    return ", ".join(f"'{value}'" for value in sorted(values))
+        return pa.schema([pa.field(f.name, f.arrow_type) for f in self.fields])
 
 
 V1 = SchemaVersion(
@@ -138,7 +136,7 @@ V2 = SchemaVersion(
             Kind.COUNT,
             "Units; only priced types carry one. Default: 1 for priced types (v1 events were "
             "single units), NULL otherwise.",
-            default=(f"CASE WHEN event_type IN ({_sql_strings(PRICED_EVENT_TYPES)}) THEN 1 END"),
+            default=priced_single_unit,
         ),
         Field("user_segment", Kind.CODE, "Marketing segment of the user; default NULL."),
     ),

@@ -1,7 +1,7 @@
 """Warm a new Spark Connect server up before live files arrive.
 
-A cold JVM runs its first ingest batch several times slower than a warm one (class loading, JIT
-compilation, code generation, the first Python worker), and every file that lands meanwhile
+A cold server runs its first ingest batch several times slower than a warm one (class loading,
+JIT compilation, the first Python worker and its imports), and every file that lands meanwhile
 waits: the live latency's tail came from this warm-up, paid by the first files of a fresh stack
 (docs/decisions.md). So `ecom up` runs the ingest plan once over a few generated files, every
 schema version and every kind of defect, before it starts the generator. Nothing is written
@@ -19,13 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
-from ecom_assets.ingest_batch import event_plan
-from ecom_assets.resources.event_reader import ReadableFile, readable_in
+from ecom_assets.resources.event_reader import ReadableFile, file_contents, readable_in
+from ecom_assets.resources.event_sink import routing_counter, run_tasks
+from ecom_assets.resources.spark import tune_for_ingest
 from ecom_assets.settings import Settings, load_settings
-from ecom_assets.transforms.arrow_routing import routed_rows_counted
-from ecom_assets.transforms.route import routed
+from ecom_assets.transforms.file_rows import FileRows
 
 SAMPLE_FILES = 3
 SAMPLE_EVENTS = 200
@@ -35,9 +34,10 @@ def warm_up(spark: SparkSession, settings: Settings) -> int:
     """Run the ingest plan on generated sample files; returns the rows it went through."""
     with tempfile.TemporaryDirectory(prefix="ecom-warmup-") as directory:
         files = _sample_files(Path(directory))
-        events = routed(event_plan(spark, files, settings.quality, datetime.now(tz=UTC)))
-        counted = events.mapInArrow(routed_rows_counted, "rows long").agg(F.sum("rows"))
-        return int(counted.collect()[0][0])
+        tune_for_ingest(spark)
+        rows = FileRows.of(files, settings.quality, datetime.now(tz=UTC))
+        counts = run_tasks(file_contents(spark, files), routing_counter(rows))
+        return sum(counted.rows_read for counted in counts.values())
 
 
 def _sample_files(directory: Path) -> list[ReadableFile]:

@@ -1,7 +1,7 @@
-"""What a staging task does with its share of ``route.routed`` rows, as Arrow record batches.
+"""What a staging task does with its ``route.routed`` rows, as Arrow record batches.
 
 Ingest reads the files and runs the rules once per batch, in one Spark pass with no cache: each
-task receives its rows as Arrow batches (``mapInArrow``), splits them here into the rows of
+task routes its files' rows (transforms/file_rows.py), splits them here into the rows of
 ecommerce_events and of dead_letter_events, and counts them per file for data_quality_metrics.
 Pure functions of a batch, so they run the same on any executor and are tested without Spark.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -58,8 +58,7 @@ class FileCounts:
         return self.rows_read - self.rows_valid
 
     def add(self, other: FileCounts) -> None:
-        """Fold in another share of the same file: after the duplicate rule's shuffle, a
-        file's rows are spread over tasks."""
+        """Fold in another share of the same file (its rows of another routed batch)."""
         self.rows_read += other.rows_read
         self.rows_valid += other.rows_valid
         self.rows_late += other.rows_late
@@ -116,10 +115,26 @@ def add_counts(into: dict[str, FileCounts], more: Mapping[str, FileCounts]) -> N
 
 
 def as_csv(rows: pa.RecordBatch) -> bytes:
-    """Rows as headerless CSV, the text COPY ... (FORMAT csv) reads."""
+    """Rows as headerless CSV, the text COPY ... (FORMAT csv) reads.
+
+    Instants are written as UTC times without a zone, which the COPY sessions read in UTC
+    (``SET TIME ZONE 'UTC'``): Arrow writes a zoned value 13 times slower (1.6 us against 0.12).
+    """
+    columns = [_utc_wall_time(column) for column in rows.columns]
     buffer = io.BytesIO()
-    pa_csv.write_csv(rows, buffer, pa_csv.WriteOptions(include_header=False))
+    pa_csv.write_csv(
+        pa.RecordBatch.from_arrays(columns, names=rows.schema.names),
+        buffer,
+        pa_csv.WriteOptions(include_header=False),
+    )
     return buffer.getvalue()
+
+
+def _utc_wall_time(column: pa.Array) -> pa.Array:
+    """A zoned timestamp column as the same instants in UTC, zone dropped; others unchanged."""
+    if pa.types.is_timestamp(column.type) and column.type.tz is not None:
+        return column.cast(pa.timestamp(column.type.unit))
+    return column
 
 
 def route_batches(
@@ -136,14 +151,3 @@ def route_batches(
         write_dead_letters(as_csv(dead_letter_rows(batch)))
         add_counts(counts, count_by_file(batch))
     return counts
-
-
-def routed_rows_counted(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """A mapInArrow function doing a staging task's work but writing nothing: one row with the
-    rows it routed. The warm-up of ``ecom up`` and bench/profile_spark.py run it."""
-    counts = route_batches(batches, _discard, _discard)
-    yield pa.RecordBatch.from_pydict({"rows": [sum(c.rows_read for c in counts.values())]})
-
-
-def _discard(_: bytes) -> None:
-    pass

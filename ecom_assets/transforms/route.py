@@ -1,4 +1,4 @@
-"""Routing of validated, enriched rows: one frame with what all three tables need.
+"""Routing of validated, enriched rows: one table with what all three tables need.
 
 ``routed`` keeps each row once, with the columns of ecommerce_events, its error codes and, on
 invalid rows only, the dead letter's own fields. Ingest stages it in a single pass, in which each
@@ -10,12 +10,13 @@ happen once per batch (docs/decisions.md).
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ecom_assets.schema.contract import ErrorCode
 from ecom_assets.schema.parsing import RECORD, is_malformed, raw_name, trimmed
-from ecom_assets.schema.versions import LATEST, SCHEMA_VERSION_COLUMN, VERSIONS, SchemaVersion
+from ecom_assets.schema.versions import LATEST, SCHEMA_VERSION_COLUMN, VERSIONS
+from ecom_assets.transforms.expressions import is_in
 from ecom_assets.transforms.validate import CODE_FIELDS, ERROR_CODES_COLUMN
 
 EVENT_COLUMNS: tuple[str, ...] = (
@@ -69,71 +70,147 @@ ROUTED_COLUMNS: tuple[str, ...] = (
 )
 
 
-def routed(df: DataFrame) -> DataFrame:
+def routed(table: pa.Table) -> pa.Table:
     """Every row once as ROUTED_COLUMNS; the dead-letter fields are NULL on valid rows.
 
     ``raw_record`` holds only the fields of the row's own schema version, so a replay can write
-    the record back as its producer wrote it. Valid rows skip the dead-letter expressions
-    (``when``): building JSON and details for 98 % of rows only to drop them would cost more
-    than the rules.
+    the record back as its producer wrote it. The dead-letter fields are built over the invalid
+    rows only (about 2 %), then scattered back: building JSON and details for every row only to
+    drop them would cost more than the rules. They are built with kernels too, not per row in
+    Python, since a broken file can make every row of a batch invalid.
     """
-    invalid = F.size(ERROR_CODES_COLUMN) > 0
-    return df.select(
-        *EVENT_COLUMNS,
-        ERROR_CODES_COLUMN,
-        F.when(invalid, trimmed(F.col(raw_name("event_id")))).alias(DEAD_LETTER_EVENT_ID),
-        F.when(invalid, error_detail()).alias("error_detail"),
-        F.when(invalid, raw_record()).alias("raw_record"),
-    )
-
-
-def error_detail() -> Column:
-    """ "CODE: field='raw value', ...; CODE: ..." for the row's codes, in error_codes order."""
-    parts = [
-        F.when(
-            F.array_contains(ERROR_CODES_COLUMN, code.value),
-            F.concat(F.lit(f"{code.value}: "), _shown(CODE_FIELDS[code])),
+    codes = table.column(ERROR_CODES_COLUMN)
+    invalid = pc.fill_null(pc.greater(pc.list_value_length(codes), 0), False).combine_chunks()
+    dead = table.select(_DEAD_LETTER_INPUTS).filter(invalid).combine_chunks()
+    columns = [table.column(name) for name in (*EVENT_COLUMNS, ERROR_CODES_COLUMN)]
+    if dead.num_rows == 0:
+        columns += [pa.nulls(table.num_rows, pa.string())] * 3
+    else:
+        dead_columns = (
+            trimmed(dead.column(raw_name("event_id"))),
+            error_detail(dead),
+            raw_record(dead),
         )
-        for code in ErrorCode
-    ]
-    return F.array_join(F.array_compact(F.array(*parts)), "; ")
+        columns += [_scattered(invalid, values) for values in dead_columns]
+    return pa.Table.from_arrays(columns, names=list(ROUTED_COLUMNS))
 
 
-def _shown(fields: tuple[str, ...]) -> Column:
-    """field='raw' for each field (raw as read, untrimmed), or field=NULL when absent/blank."""
-    return F.concat_ws(
-        ", ",
-        *(
-            F.concat(
-                F.lit(f"{field}="),
-                F.coalesce(F.concat(F.lit("'"), F.col(raw_name(field)), F.lit("'")), F.lit("NULL")),
-            )
-            for field in fields
-        ),
+_DEAD_LETTER_INPUTS = [
+    ERROR_CODES_COLUMN,
+    SCHEMA_VERSION_COLUMN,
+    *(raw_name(name) for name in (*LATEST.column_names, RECORD)),
+]
+"""The columns the dead-letter fields are built from."""
+
+
+def _scattered(mask: pa.BooleanArray, values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``values`` at the rows where ``mask`` is true, in order; NULL elsewhere."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return pc.replace_with_mask(pa.nulls(len(mask), pa.string()), mask, values)
+
+
+def error_detail(dead: pa.Table) -> pa.Array:
+    """ "CODE: field='raw value', ...; CODE: ..." for each row's codes, in error_codes order.
+
+    Built per listed code, not per code and row: each code's k-th field (CODE_FIELDS) is looked
+    up by the code's position in ErrorCode, and its raw value taken from all the fields' raw
+    columns laid end to end (field index * rows + row).
+    """
+    codes = dead.column(ERROR_CODES_COLUMN).combine_chunks().cast(pa.list_(pa.string()))
+    code = pc.list_flatten(codes)
+    row = pc.list_parent_indices(codes).cast(pa.int64())
+    position = pc.index_in(code, value_set=_CODES)
+    raws = pa.concat_arrays([dead.column(raw_name(name)).combine_chunks() for name in _SHOWN])
+    part = code
+    for slot, fields in enumerate(_SLOT_FIELDS):
+        field = pc.take(fields, position)  # NULL where the code has fewer fields
+        name = pc.take(_SHOWN_NAMES, field)
+        raw = pc.take(raws, pc.add(pc.multiply(field, dead.num_rows), row))
+        shown = pc.coalesce(
+            pc.binary_join_element_wise(name, "='", raw, "'", ""),
+            pc.binary_join_element_wise(name, "=NULL", ""),
+        )
+        joined = pc.binary_join_element_wise(part, ", " if slot else ": ", shown, "")
+        part = pc.coalesce(joined, part)
+    offsets = pc.subtract(codes.offsets, codes.offsets[0])
+    return pc.binary_join(pa.ListArray.from_arrays(offsets, part), "; ")
+
+
+_SHOWN = tuple(dict.fromkeys(name for fields in CODE_FIELDS.values() for name in fields))
+"""The fields that explain a code, each once."""
+_SHOWN_NAMES = pa.array(_SHOWN, pa.string())
+_CODES = pa.array([code.value for code in ErrorCode], pa.string())
+_SLOT_FIELDS = [
+    pa.array(
+        [_SHOWN.index(CODE_FIELDS[code][slot]) if slot < len(CODE_FIELDS[code]) else None
+         for code in ErrorCode],
+        pa.int64(),
     )
+    for slot in range(max(len(fields) for fields in CODE_FIELDS.values()))
+]  # fmt: skip
+"""Per slot k, per ErrorCode: the index in _SHOWN of the code's k-th field (NULL: none)."""
 
 
-def raw_record() -> Column:
+def raw_record(dead: pa.Table) -> pa.ChunkedArray:
     """JSON object of the raw values under the producer's field names, for the row's version.
 
-    Fields of the version are all present (blank ones as null); fields it lacks are absent. A
-    malformed row adds ``record``, its text as written: its fields as Spark split them (extra
-    ones dropped, missing ones null) are a starting point for a fix, not what was written.
+    Fields of the version are all present (blank ones as null); fields it lacks are absent; a
+    version this code does not know reads as LATEST. A malformed row adds ``record``, its text
+    as written: its fields as the reader split them (extra ones dropped, missing ones null) are
+    a starting point for a fix, not what was written. The text is what Spark's
+    ``to_json(struct(...), ignoreNullFields=false)`` wrote, byte for byte (Jackson's escapes,
+    no spaces, keys in order): replays and dead-letter queries read it. Only the versions
+    present are built.
     """
-    return F.when(is_malformed(), _raw_record(with_text=True)).otherwise(
-        _raw_record(with_text=False)
+    given = dead.column(SCHEMA_VERSION_COLUMN)
+    version = pc.if_else(is_in(given, _VERSION_FIELDS), given, LATEST.name)
+    present = set(pc.unique(version).to_pylist())
+    names = [name for name in _VERSION_FIELDS if name in present]
+    members = {
+        name: _json_member(name, dead.column(raw_name(name))) for name in LATEST.column_names
+    }
+    bodies = [
+        pc.binary_join_element_wise(*(members[field] for field in _VERSION_FIELDS[name]), ",")
+        for name in names
+    ]
+    body = pc.case_when(
+        pc.make_struct(*(pc.equal(version, name) for name in names), field_names=names), *bodies
     )
+    text = pc.if_else(
+        is_malformed(dead),
+        pc.binary_join_element_wise(",", _json_member(RECORD, dead.column(raw_name(RECORD))), ""),
+        "",
+    )
+    return _control_escaped(pc.binary_join_element_wise("{", body, text, "}", ""))
 
 
-def _raw_record(with_text: bool) -> Column:
-    def as_json(version: SchemaVersion) -> Column:
-        names = [*version.column_names, RECORD] if with_text else version.column_names
-        fields = [F.col(raw_name(name)).alias(name) for name in names]
-        return F.to_json(F.struct(*fields), {"ignoreNullFields": "false"})
+_VERSION_FIELDS = {version.name: version.column_names for version in VERSIONS}
 
-    version_of_row = F.col(SCHEMA_VERSION_COLUMN)
-    first, *rest = VERSIONS
-    record = F.when(version_of_row == first.name, as_json(first))
-    for version in rest:
-        record = record.when(version_of_row == version.name, as_json(version))
-    return record.otherwise(as_json(LATEST))
+
+def _json_member(name: str, values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """ "name":"value" with '"' and '\\' escaped (as Jackson does), or "name":null."""
+    for char in ("\\", '"'):  # backslash first; each is rare, so look before replacing
+        if pc.any(pc.match_substring(values, char)).as_py():
+            values = pc.replace_substring(values, char, "\\" + char)
+    quoted = pc.binary_join_element_wise(f'"{name}":"', values, '"', "")
+    return pc.coalesce(quoted, f'"{name}":null')
+
+
+def _control_escaped(json: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Control characters escaped as Jackson escapes them: \\b \\t \\n \\f \\r, others \\u00XX
+    with upper-case hex (Python's json writes lower-case).
+
+    JSON's own syntax has none, so they are escaped in the whole text at once, and only when a
+    value holds one (rare).
+    """
+    if pc.any(pc.match_substring_regex(json, r"[\x00-\x1f]")).as_py():
+        for char, escape in _CONTROL_ESCAPES.items():
+            json = pc.replace_substring(json, char, escape)
+    return json
+
+
+_CONTROL_ESCAPES = {
+    **{chr(code): f"\\u{code:04X}" for code in range(0x20)},
+    **{char: f"\\{escape}" for char, escape in zip("\b\t\n\f\r", "btnfr", strict=True)},
+}
