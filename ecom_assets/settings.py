@@ -162,7 +162,12 @@ class IngestionSettings(BaseSettings):
     processed_dir: Path = Field(Path("processed"), description="Committed files, by partition.")
     quarantine_dir: Path = Field(Path("quarantine"), description="Unparseable files + reasons.")
     log_dir: Path = Field(Path("logs"), description="Log files of generator and pipeline.")
-    sensor_interval_s: int = Field(5, ge=1, le=3600, description="Minimum seconds between ticks.")
+    sensor_interval_s: int = Field(
+        1,
+        ge=1,
+        le=3600,
+        description="Minimum seconds between ticks (Dagster's daemon looks every 5 s at most).",
+    )
     file_settle_s: float = Field(
         1.0, ge=0, le=600, description="A file must be unchanged this long before it is claimed."
     )

@@ -179,29 +179,43 @@ class FileOutcome:
     processing_s: float
 
 
+def has_repeated_events(conn: psycopg.Connection, tables: StagingTables) -> bool:
+    """Whether an event is staged more than once (the same event in two files of a batch).
+
+    Asked once the batch is staged, while the batch before it commits: only then must the
+    commit insert in file order, a sort of every staged row that costs a fifth of the insert
+    (docs/decisions.md 38); this check costs a thirtieth.
+    """
+    query = sql.SQL("SELECT EXISTS (SELECT FROM {} GROUP BY event_id HAVING count(*) > 1)")
+    return conn.execute(query.format(sql.Identifier(tables.events))).fetchone()[0]
+
+
 def commit_batch(
     conn: psycopg.Connection,
     tables: StagingTables,
     run_id: str,
     partition: str,
     outcomes: Sequence[FileOutcome],
+    repeated_events: bool = True,
 ) -> dict[str, int]:
     """Move staged rows, write metrics, mark files committed: one transaction.
 
     Returns rows inserted per file; the rest of a file's valid rows were duplicates of
-    events already stored (a replay), which ON CONFLICT skipped.
+    events already stored (a replay), which ON CONFLICT skipped. With ``repeated_events``
+    (``has_repeated_events``) rows are inserted in file order: the earlier file keeps an event
+    that two files of the batch hold.
     """
     columns = sql.SQL(", ").join(map(sql.Identifier, EVENT_COLUMNS))
+    order = sql.SQL("ORDER BY source_file, source_line" if repeated_events else "")
     with conn.transaction():
         inserted = dict(
             conn.execute(
                 sql.SQL(
                     "WITH moved AS (INSERT INTO ecommerce_events ({cols}) "
-                    # the same event in two files of a batch: the earlier file keeps it
-                    "SELECT {cols} FROM {stage} ORDER BY source_file, source_line "
+                    "SELECT {cols} FROM {stage} {order} "
                     "ON CONFLICT (event_id) DO NOTHING RETURNING source_file) "
                     "SELECT source_file, count(*) FROM moved GROUP BY source_file"
-                ).format(cols=columns, stage=sql.Identifier(tables.events))
+                ).format(cols=columns, stage=sql.Identifier(tables.events), order=order)
             ).fetchall()
         )
         conn.execute(

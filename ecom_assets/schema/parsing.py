@@ -66,26 +66,28 @@ def raw_name(field: str) -> str:
 
 def is_malformed(table: pa.Table) -> pa.Array:
     """True where the record had more or fewer fields than its header."""
-    return _chunk(pc.is_valid(table.column(raw_name(RECORD))))
+    return contiguous(pc.is_valid(table.column(raw_name(RECORD))))
 
 
 def is_blank(table: pa.Table, field: str) -> pa.Array:
     """True where the field was absent, empty or whitespace only in the source."""
-    raw = _chunk(table.column(raw_name(field)))
+    raw = contiguous(table.column(raw_name(field)))
     return pc.or_kleene(
         pc.is_null(raw), pc.equal(pc.binary_length(pc.ascii_trim(raw, WHITESPACE)), 0)
     )
 
 
-def is_unparseable(table: pa.Table, field: str) -> pa.Array:
-    """True where the source had a value that did not parse."""
-    return pc.and_(pc.invert(is_blank(table, field)), _chunk(pc.is_null(table.column(field))))
+def is_unparseable(table: pa.Table, field: str, blank: pa.Array | None = None) -> pa.Array:
+    """True where the source had a value that did not parse; ``blank``: the field's
+    ``is_blank``, if the caller has it (trimming is the costly part)."""
+    given = pc.invert(is_blank(table, field) if blank is None else blank)
+    return pc.and_(given, contiguous(pc.is_null(table.column(field))))
 
 
 def trimmed(raw: Column) -> pa.Array:
     """Whitespace trimmed (tabs and CR too); blank becomes NULL. (The ASCII kernel: every
     character trimmed is ASCII, and UTF-8 never hides one inside another character.)"""
-    text = pc.ascii_trim(_chunk(raw), WHITESPACE)
+    text = pc.ascii_trim(contiguous(raw), WHITESPACE)
     return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
 
 
@@ -109,8 +111,9 @@ def parse(raw: pa.Table, version: SchemaVersion, keep: Sequence[str] = ()) -> pa
     return pa.table(columns)
 
 
-def _chunk(values: Column) -> pa.Array:
-    """One contiguous array: kernels over ChunkedArrays return ChunkedArrays, tests want rows."""
+def contiguous(values: Column) -> pa.Array:
+    """One array of a column: a table's columns are chunked (one chunk per file group), and
+    kernels over chunked arrays return chunked arrays, which positional numpy work cannot use."""
     if isinstance(values, pa.ChunkedArray):
         return values.combine_chunks()
     return values

@@ -27,7 +27,13 @@ from ecom_assets.schema.contract import (
     USER_SEGMENTS,
     ErrorCode,
 )
-from ecom_assets.schema.parsing import RECORD, is_blank, is_malformed
+from ecom_assets.schema.parsing import (
+    RECORD,
+    contiguous,
+    is_blank,
+    is_malformed,
+    is_unparseable,
+)
 from ecom_assets.settings import QualitySettings
 from ecom_assets.transforms.expressions import is_in, product_category, utc_micros
 
@@ -102,8 +108,7 @@ def rule_conditions(table: pa.Table, rules: ValidationRules) -> dict[ErrorCode, 
     """
     blank = {field: is_blank(table, field) for field in _BLANK_FIELDS}
     given = {field: pc.invert(value) for field, value in blank.items()}
-    # parsing.is_unparseable without trimming each raw value again (trimming is the costly part)
-    unparseable = {field: pc.and_(given[field], pc.is_null(table[field])) for field in _PARSED}
+    unparseable = {field: is_unparseable(table, field, blank[field]) for field in _PARSED}
     event_type = table["event_type"]
     known_type = is_in(event_type, EVENT_TYPES)
     priced = is_in(event_type, PRICED_EVENT_TYPES)
@@ -123,7 +128,7 @@ def rule_conditions(table: pa.Table, rules: ValidationRules) -> dict[ErrorCode, 
     event_time = table["event_time"]
     future_limit = pa.scalar(rules.future_limit_us, type=pa.int64()).cast(event_time.type)
     max_price = pa.scalar(Decimal(repr(float(rules.max_price))))
-    malformed = _flat(is_malformed(table))
+    malformed = contiguous(is_malformed(table))
     conditions = {
         E.MALFORMED_ROW: malformed,
         E.MISSING_EVENT_ID: blank["event_id"],
@@ -153,7 +158,7 @@ def rule_conditions(table: pa.Table, rules: ValidationRules) -> dict[ErrorCode, 
             given["user_segment"], pc.invert(is_in(table["user_segment"], USER_SEGMENTS))
         ),
     }
-    return {code: _flat(pc.fill_null(conditions[code], False)) for code in ErrorCode}
+    return {code: contiguous(pc.fill_null(conditions[code], False)) for code in ErrorCode}
 
 
 _BLANK_FIELDS = (
@@ -234,14 +239,14 @@ def _repeated_ids(table: pa.Table, malformed: pa.Array) -> pa.Array:
     300,000 rows), so the rows are first narrowed to those whose id fingerprint another row
     shares; those are sorted by (file, id, line), and a row equal to the one before repeats it.
     """
-    has_id = pc.and_(_flat(pc.is_valid(table["event_id"])), pc.invert(malformed))
+    has_id = pc.and_(contiguous(pc.is_valid(table["event_id"])), pc.invert(malformed))
     rows = pc.indices_nonzero(has_id)
-    shared = _shared(_fingerprints(_flat(table["event_id"]).take(rows)))
+    shared = _shared(_fingerprints(contiguous(table["event_id"]).take(rows)))
     candidates = rows.filter(shared)
     keys = table.select(["source_file", "event_id", "source_line"]).take(candidates)
     order = pc.sort_indices(keys, sort_keys=[(name, "ascending") for name in keys.column_names])
-    files = _flat(keys["source_file"].take(order))
-    ids = _flat(keys["event_id"].take(order))
+    files = contiguous(keys["source_file"].take(order))
+    ids = contiguous(keys["event_id"].take(order))
     repeats = pc.and_(pc.equal(files[1:], files[:-1]), pc.equal(ids[1:], ids[:-1]))
     repeated = np.zeros(table.num_rows, dtype=bool)
     repeated[candidates.take(order)[1:].filter(repeats).to_numpy()] = True
@@ -282,7 +287,3 @@ def _all(*conditions: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
 
 def _any(*conditions: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     return reduce(pc.or_kleene, conditions)
-
-
-def _flat(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
