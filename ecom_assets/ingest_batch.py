@@ -36,7 +36,6 @@ from ecom_assets.resources.event_sink import (
     StagingTables,
     commit_batch,
     drop_staging,
-    has_repeated_events,
     prepare_staging,
     stage_routed,
     staged_rows,
@@ -130,8 +129,6 @@ class Staged:
     outcomes: list[FileOutcome] = field(default_factory=list)
     quarantined: dict[str, str] = field(default_factory=dict)
     already_committed: int = 0
-    repeated_events: bool = True
-    """Whether an event is staged twice: then the commit inserts in file order."""
 
 
 @dataclass(frozen=True)
@@ -190,7 +187,6 @@ def stage_batch(
             rows = FileRows.of(staged.readable, settings.quality, now())
             counts = stage_routed(file_contents(spark, staged.readable), url, tables, rows)
             staged.outcomes = _outcomes(counts, staged.readable, staged.began)
-            staged.repeated_events = has_repeated_events(conn, tables)
     return staged
 
 
@@ -213,9 +209,7 @@ def commit_staged(
                 f"counted {counted[0]} / {counted[1]}"
             )
         with conn.transaction():
-            inserted = commit_batch(
-                conn, tables, run_id, partition, outcomes, staged.repeated_events
-            )
+            inserted = commit_batch(conn, tables, run_id, partition, outcomes)
             record = _batch_record(conn, run_id, partition, batch, outcomes)
             record_batch(conn, record, settings.quality.min_validity)
             batch.on_step("commit_pending")

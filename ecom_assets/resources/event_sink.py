@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -179,45 +180,20 @@ class FileOutcome:
     processing_s: float
 
 
-def has_repeated_events(conn: psycopg.Connection, tables: StagingTables) -> bool:
-    """Whether an event is staged more than once (the same event in two files of a batch).
-
-    Asked once the batch is staged, while the batch before it commits: only then must the
-    commit insert in file order, a sort of every staged row that costs a fifth of the insert
-    (docs/decisions.md 38); this check costs a thirtieth.
-    """
-    query = sql.SQL("SELECT EXISTS (SELECT FROM {} GROUP BY event_id HAVING count(*) > 1)")
-    return conn.execute(query.format(sql.Identifier(tables.events))).fetchone()[0]
-
-
 def commit_batch(
     conn: psycopg.Connection,
     tables: StagingTables,
     run_id: str,
     partition: str,
     outcomes: Sequence[FileOutcome],
-    repeated_events: bool = True,
 ) -> dict[str, int]:
     """Move staged rows, write metrics, mark files committed: one transaction.
 
     Returns rows inserted per file; the rest of a file's valid rows were duplicates of
-    events already stored (a replay), which ON CONFLICT skipped. With ``repeated_events``
-    (``has_repeated_events``) rows are inserted in file order: the earlier file keeps an event
-    that two files of the batch hold.
+    events already stored (a replay), which ON CONFLICT skipped.
     """
-    columns = sql.SQL(", ").join(map(sql.Identifier, EVENT_COLUMNS))
-    order = sql.SQL("ORDER BY source_file, source_line" if repeated_events else "")
     with conn.transaction():
-        inserted = dict(
-            conn.execute(
-                sql.SQL(
-                    "WITH moved AS (INSERT INTO ecommerce_events ({cols}) "
-                    "SELECT {cols} FROM {stage} {order} "
-                    "ON CONFLICT (event_id) DO NOTHING RETURNING source_file) "
-                    "SELECT source_file, count(*) FROM moved GROUP BY source_file"
-                ).format(cols=columns, stage=sql.Identifier(tables.events), order=order)
-            ).fetchall()
-        )
+        inserted = _insert_events(conn, tables)
         conn.execute(
             sql.SQL(
                 "INSERT INTO dead_letter_events ({cols}, partition_key, run_id) "
@@ -257,6 +233,48 @@ def commit_batch(
             )
         drop_staging(conn, tables)
     return {outcome.source_file: inserted.get(outcome.source_file, 0) for outcome in outcomes}
+
+
+_REPEATED = "repeated_events"
+"""A commit's temporary table: the events staged more than once."""
+
+
+def _insert_events(conn: psycopg.Connection, tables: StagingTables) -> dict[str, int]:
+    """Insert the staged events; rows inserted per file.
+
+    The same event in two files of a batch: the earlier file keeps it, so those events are
+    inserted in file order. Only they are sorted, after all others: sorting every staged row
+    cost a fifth of the insert (docs/decisions.md 38); finding the repeated ones, a thirtieth.
+    """
+    stage = sql.Identifier(tables.events)
+    conn.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE {repeated} ON COMMIT DROP AS "
+            "SELECT event_id FROM {stage} GROUP BY event_id HAVING count(*) > 1"
+        ).format(repeated=sql.Identifier(_REPEATED), stage=stage)
+    )
+    inserted: Counter[str] = Counter()
+    for repeated, order in (("NOT EXISTS", ""), ("EXISTS", "ORDER BY source_file, source_line")):
+        inserted.update(
+            dict(
+                conn.execute(
+                    sql.SQL(
+                        "WITH moved AS (INSERT INTO ecommerce_events ({cols}) "
+                        "SELECT {cols} FROM {stage} s WHERE {repeated} "
+                        "(SELECT FROM {table} r WHERE r.event_id = s.event_id) {order} "
+                        "ON CONFLICT (event_id) DO NOTHING RETURNING source_file) "
+                        "SELECT source_file, count(*) FROM moved GROUP BY source_file"
+                    ).format(
+                        cols=sql.SQL(", ").join(map(sql.Identifier, EVENT_COLUMNS)),
+                        stage=stage,
+                        repeated=sql.SQL(repeated),
+                        table=sql.Identifier(_REPEATED),
+                        order=sql.SQL(order),
+                    )
+                ).fetchall()
+            )
+        )
+    return dict(inserted)
 
 
 def _metrics_row(

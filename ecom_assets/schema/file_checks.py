@@ -7,10 +7,13 @@ file with a reason is quarantined whole and kept as written, to be fixed and rep
   read or match other files, and characters a URI escapes (space, ``%``, ``#``, ``"``...) come
   back escaped in ``_metadata.file_name``, which no longer matches the file: its rows would be
   lost. Letters, digits and ``!$&'()+,-.;=@_~`` are read literally.
-- Encoding: Spark decodes bytes that are not UTF-8 to U+FFFD, changing values silently.
-- NUL bytes: PostgreSQL text cannot hold them, so one such value fails the whole batch's commit.
-- Width: a line of more than MAX_FIELDS fields fails Spark's CSV parser, and the whole batch with
-  it. Lines are counted, not records, so a quoted field holding that many commas is refused too.
+- Encoding: the CSV reader refuses bytes that are not UTF-8, and the whole batch with them
+  (Spark's own reader, before decision 37, changed them to U+FFFD silently).
+- NUL bytes: PostgreSQL text cannot hold them, so one such value fails the whole batch's commit;
+  and csv_records marks the boundary between two files with one.
+- Width: a line of more than MAX_FIELDS fields is no event record (the widest version has 16);
+  its record would be parsed field by field only to be dead-lettered whole. Lines are counted,
+  not records, so a quoted field holding that many commas is refused too.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from itertools import repeat
 from pathlib import Path
 
 MAX_FIELDS = 20_480
-"""Fields a line may have: the CSV parser's limit (Spark's ``maxColumns``, set to this)."""
+"""Fields a line may have (Spark's CSV parser's ``maxColumns`` when it read the files)."""
 SCAN_CHUNK = 1 << 20
 
 _NAME_PUNCTUATION = frozenset("!$&'()+,-.;=@_~")
