@@ -9,8 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ecom_assets.schema.contract import CATEGORIES
-
-Column = pa.Array | pa.ChunkedArray
+from ecom_assets.schema.parsing import Column
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -50,13 +50,3 @@ class FileRows:
                 processed_at=self.rules.now,
             )
         )
-
-    def table(self) -> pa.Table:
-        """The routed rows of every file, read here: for tests, samples and benchmarks."""
-        contents = pa.RecordBatch.from_pydict(
-            {
-                "source_file": list(self.files),
-                "content": [file.path.read_bytes() for file in self.files.values()],
-            }
-        )
-        return self.routed(contents)

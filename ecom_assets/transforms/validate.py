@@ -161,18 +161,11 @@ def rule_conditions(table: pa.Table, rules: ValidationRules) -> dict[ErrorCode, 
     return {code: contiguous(pc.fill_null(conditions[code], False)) for code in ErrorCode}
 
 
-_BLANK_FIELDS = (
-    "event_id",
-    "user_id",
-    "event_type",
-    "product_id",
-    "category",
-    "price",
-    "quantity",
-    "event_time",
-    "user_segment",
+_BLANK_FIELDS = tuple(
+    dict.fromkeys(field for fields in CODE_FIELDS.values() for field in fields if field != RECORD)
 )
-"""The fields whose blankness rules read, each trimmed once per table."""
+"""The fields the rules read (CODE_FIELDS, the malformed record aside): each one's blankness is
+computed once per table."""
 _PARSED = ("event_id", "product_id", "price", "quantity", "event_time")
 """The fields whose unparseability rules read."""
 
