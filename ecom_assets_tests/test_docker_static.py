@@ -669,10 +669,15 @@ def _dagster_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return env
 
 
-def test_dagster_yaml_postgres_storage_and_ingest_limit() -> None:
-    from ecom_assets.stack.dagster_home import INGEST_CONCURRENCY_TAG, STORAGE_URL_ENV
+def test_dagster_yaml_postgres_storage_ingest_limit_and_daemons() -> None:
+    from ecom_assets.stack.dagster_home import (
+        INGEST_CONCURRENCY_TAG,
+        STORAGE_URL_ENV,
+        UNUSED_DAEMONS_OFF,
+    )
 
     config = yaml.safe_load(DAGSTER_YAML.read_text())
+    assert {key: config[key] for key in UNUSED_DAEMONS_OFF} == UNUSED_DAEMONS_OFF
     assert config["storage"] == {"postgres": {"postgres_url": {"env": STORAGE_URL_ENV}}}
     coordinator = config["run_coordinator"]
     assert coordinator["class"] == "QueuedRunCoordinator"

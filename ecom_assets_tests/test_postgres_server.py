@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from ecom_assets.stack.postgres_server import (
+    SCRAM_ITERATIONS,
     EmbeddedPostgres,
     PostgresError,
     find_bin_dir,
@@ -47,12 +48,19 @@ def test_data_survives_a_restart_and_the_password_is_private(server_root: Path) 
         server.stop()
 
 
-def test_wrong_password_is_rejected(server_root: Path) -> None:
+def test_the_password_is_checked_by_a_verifier_of_few_rounds(server_root: Path) -> None:
     server = EmbeddedPostgres(server_root, free_port(), find_bin_dir())
     server.start()
     try:
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
             psycopg.connect(f"postgresql://ecom:wrong@127.0.0.1:{server.port}/postgres")
+        with psycopg.connect(server.url("postgres")) as conn:
+            (stored,) = conn.execute(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = 'ecom'"
+            ).fetchone()
+            newer = conn.info.server_version >= 160000
+        assert stored.startswith(f"SCRAM-SHA-256${SCRAM_ITERATIONS if newer else 4096}:")
+        assert server.password() not in stored
     finally:
         server.stop()
 

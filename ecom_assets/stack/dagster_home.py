@@ -10,6 +10,11 @@ from ecom_assets.settings import Settings
 
 STORAGE_URL_ENV = "ECOM_DAGSTER_STORAGE_URL"
 INGEST_CONCURRENCY_TAG = "ecom/ingest"
+UNUSED_DAEMONS_OFF = {
+    "auto_materialize": {"enabled": False, "use_sensors": False},
+    "freshness": {"enabled": False},
+}
+"""The AssetDaemon and FreshnessDaemon, off: docker/dagster.yaml says the same."""
 
 
 def instance_config(settings: Settings) -> dict:
@@ -28,6 +33,9 @@ def instance_config(settings: Settings) -> dict:
             },
         },
         "run_monitoring": {"enabled": True},
+        # no asset has an automation condition or a freshness policy: their daemons would only
+        # poll the storage (docs/decisions.md 39)
+        **UNUSED_DAEMONS_OFF,
         "telemetry": {"enabled": False},
     }
 
