@@ -56,24 +56,23 @@ class Stack:
         return _with_descendants(roots)
 
     def usage_by_process(self) -> dict[str, ProcessUsage]:
-        """Resident bytes, CPU seconds and part of each live process of the stack, keyed by pid
-        and command."""
+        """Resident bytes, CPU seconds and part of each live process of the stack, keyed by pid,
+        start time and command (a backend's title changes with its state; the key must not)."""
         usages = {}
         for pid, part in self.parts().items():
             try:
                 pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                # utime and stime, after the parenthesised command that may hold spaces
-                ticks = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13]
+                # after the parenthesised command that may hold spaces: utime, stime, starttime
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                 rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
                 pss_kb = next(int(line.split()[1]) for line in rollup if line.startswith("Pss:"))
             except (OSError, IndexError, ValueError, StopIteration):
                 continue  # gone meanwhile
-            cpu_s = sum(map(int, ticks)) / CLOCK_TICKS
+            cpu_s = (int(stat[11]) + int(stat[12])) / CLOCK_TICKS
             command = _command(argv)
-            program = command.split(" ")[0].rstrip(":")  # a backend shows as "postgres: ..."
-            usages[f"{pid} {command}"] = ProcessUsage(
-                pages * PAGE_BYTES, pss_kb * 1024, cpu_s, f"{part}: {program}"
+            usages[f"{pid} {stat[19]} {_program(command)}"] = ProcessUsage(
+                pages * PAGE_BYTES, pss_kb * 1024, cpu_s, f"{part}: {_program(command)}"
             )
         return usages
 
@@ -110,6 +109,19 @@ def _with_descendants(roots: dict[int, str]) -> dict[int, str]:
             found[pid] = part
             pending.extend((child, part) for child in children.get(pid, []))
     return found
+
+
+def _program(command: str) -> str:
+    """What a process is: its program, and for PostgreSQL's processes their role from the
+    title ("postgres: checkpointer", "postgres: <user> <database> <client> <state>"): the
+    background process, or a client connection by database (ecom, or Dagster's storage)."""
+    program = command.split(" ")[0].rstrip(":")
+    if program != "postgres" or not command.startswith("postgres:"):
+        return program
+    words = command.split()[1:]
+    if len(words) >= 3 and "(" in words[2]:
+        return f"postgres client of {words[1]}"
+    return "postgres " + " ".join(words[:2])
 
 
 def _command(argv: list[bytes]) -> str:

@@ -29,10 +29,13 @@ def produced_at(file_name: str, modified_at: datetime) -> datetime:
     """When a file was produced: its name's UTC timestamp, else its modification time."""
     match = _NAME_TIMESTAMP.match(file_name)
     if match:
-        try:
-            stamp = datetime.strptime(match.group(1) + match.group(2), "%Y%m%d%H%M%S")
-            return stamp.replace(tzinfo=UTC)
-        except ValueError:
+        day, time = match.group(1), match.group(2)
+        try:  # not strptime: 35 us a call, and the sensor and the run list every file
+            return datetime(
+                int(day[:4]), int(day[4:6]), int(day[6:]),
+                int(time[:2]), int(time[2:4]), int(time[4:]), tzinfo=UTC,
+            )  # fmt: skip
+        except ValueError:  # digits that are no moment, such as month 13
             pass
     return modified_at.astimezone(UTC)
 

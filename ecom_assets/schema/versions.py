@@ -7,6 +7,7 @@ documented default. Adding v4 is one new entry at the end of VERSIONS.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -86,8 +87,9 @@ class SchemaVersion:
     fields: tuple[Field, ...] = dc_field(repr=False)
     doc: str = dc_field(repr=False)
 
-    @property
+    @functools.cached_property
     def column_names(self) -> tuple[str, ...]:
+        """Computed once: header detection asks for it per column of every file."""
         return tuple(field.name for field in self.fields)
 
     @property
