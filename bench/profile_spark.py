@@ -6,7 +6,7 @@ Generates --files files of --events-per-file v3 events (2 % anomalies), then tim
   of this process, median of --repeats): read (CSV records, parsing, migration to LATEST),
   + validated, + enriched, + routed (``route.routed``), + split (events and dead letters as the
   CSV text COPY reads, counts per file: ``arrow_routing.route_batches``);
-- through Spark: the whole pass ingest runs (``file_contents`` -> ``routing_counter``, the
+- through Spark: the whole pass ingest runs (``file_names`` -> ``routing_counter``, the
   staging tasks minus the COPY), its wall time and the JVM tasks' CPU time (from the server's
   REST API; the Python workers' CPU is not in it).
 
@@ -38,9 +38,8 @@ from pathlib import Path
 import pyarrow as pa
 from pyspark.sql import SparkSession
 
-from ecom_assets.resources.event_reader import file_contents, latest_events, readable_in
+from ecom_assets.resources.event_reader import file_names, latest_events, readable_in
 from ecom_assets.resources.event_sink import routing_counter, run_tasks
-from ecom_assets.resources.spark import tune_for_ingest
 from ecom_assets.schema.csv_records import read_records
 from ecom_assets.schema.parsing import parse_field
 from ecom_assets.schema.versions import LATEST
@@ -163,12 +162,11 @@ def parser_cpu(rows: FileRows, repeats: int) -> dict[str, float]:
 def spark_pass(url: str, rows: FileRows, repeats: int) -> Timing:
     """Median wall time and JVM task CPU of the staging pass minus the COPY, warm."""
     spark = SparkSession.builder.remote(url).create()
-    tune_for_ingest(spark)  # the session settings ingest runs with
     ui = SparkUI.of(spark)
     files = list(rows.files.values())
 
     def action() -> object:
-        return run_tasks(file_contents(spark, files), routing_counter(rows))
+        return run_tasks(file_names(spark, files), routing_counter(rows))
 
     action()  # warm up: Python workers, imports, file listing
     timings = [timed(ui, action) for _ in range(repeats)]
@@ -198,7 +196,7 @@ def run(url: str, data: Path, repeats: int, parsers: bool) -> dict[str, float]:
     figures["spark_rows_per_s"] = rows / spark.wall
     figures["spark_jvm_cpu_us_per_row"] = spark.cpu / rows * 1e6
     print(
-        f"Spark pass (file_contents -> routing_counter), median of {repeats}: {spark.wall:.2f} s, "
+        f"Spark pass (file_names -> routing_counter), median of {repeats}: {spark.wall:.2f} s, "
         f"{rows / spark.wall:,.0f} rows/s; JVM task CPU {spark.cpu / rows * 1e6:.2f} us/row"
     )
     figures["rows"] = rows

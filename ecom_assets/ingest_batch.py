@@ -29,7 +29,7 @@ from ecom_assets.resources.event_files import (
     quarantine,
     sha256_of,
 )
-from ecom_assets.resources.event_reader import ReadableFile, file_contents
+from ecom_assets.resources.event_reader import ReadableFile, file_names
 from ecom_assets.resources.event_sink import (
     STAGING_SLOTS,
     FileOutcome,
@@ -41,7 +41,6 @@ from ecom_assets.resources.event_sink import (
     staged_rows,
 )
 from ecom_assets.resources.file_ledger import Fingerprinted, claim_files, mark_quarantined
-from ecom_assets.resources.spark import tune_for_ingest
 from ecom_assets.schema.detection import detect_file
 from ecom_assets.settings import Settings
 from ecom_assets.transforms.arrow_routing import FileCounts
@@ -183,9 +182,8 @@ def stage_batch(
         if staged.readable:
             tables = StagingTables.for_partition(partition, batch.slot)
             prepare_staging(conn, tables)
-            tune_for_ingest(spark)  # inside the batch: this first call is guarded like the rest
             rows = FileRows.of(staged.readable, settings.quality, now())
-            counts = stage_routed(file_contents(spark, staged.readable), url, tables, rows)
+            counts = stage_routed(file_names(spark, staged.readable), url, tables, rows)
             staged.outcomes = _outcomes(counts, staged.readable, staged.began)
     return staged
 

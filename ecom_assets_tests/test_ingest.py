@@ -13,7 +13,6 @@ import pytest
 
 from ecom_assets.ingest import ingest_partition
 from ecom_assets.resources.event_files import list_input_files
-from ecom_assets.resources.spark import INGEST_SQL_CONF
 from ecom_assets.schema.contract import ErrorCode
 from ecom_assets.settings import (
     IngestionSettings,
@@ -89,8 +88,6 @@ def test_generated_directory_lands_with_exact_counts_and_replays_change_nothing(
     assert set(expected_codes) == set(ErrorCode)  # the corpus covers every rule
 
     reports = ingest_all(spark, url, settings, "first")
-    threshold = "spark.sql.sources.parallelPartitionDiscovery.threshold"
-    assert spark.conf.get(threshold) == INGEST_SQL_CONF[threshold]  # tuned for many files
     counts = table_counts(url)
     assert counts["events"] == rows - invalid - replayed
     assert counts["dead_letters"] == invalid

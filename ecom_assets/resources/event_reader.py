@@ -1,12 +1,12 @@
-"""Claimed CSV files: Spark reads their bytes, Arrow turns them into rows of the latest schema.
+"""Claimed CSV files: Spark's tasks read them, Arrow turns them into rows of the latest schema.
 
-Spark reads and distributes the files (``file_contents``: the ``binaryFile`` source, a file
-whole in one row, so one task sees all of a file and in order); the task's Python worker parses
-them with Arrow (``latest_events``). Files are grouped by their (normalised) header, each group
-read with every column as a string and migrated to the latest version, so the rules then run
-over one table of many files. Each row keeps its source file and its record number
-(schema/csv_records.py), so a dead letter can always be traced back to its record. Why not
-Spark's CSV reader and SQL expressions: docs/decisions.md 37.
+Spark distributes the files' names (``file_names``); each task's Python worker reads its files
+whole, so it sees all of a file and in order, and parses them with Arrow (``latest_events``).
+Files are grouped by their (normalised) header, each group read with every column as a string
+and migrated to the latest version, so the rules then run over one table of many files. Each
+row keeps its source file and its record number (schema/csv_records.py), so a dead letter can
+always be traced back to its record. Why not Spark's CSV reader and SQL expressions:
+docs/decisions.md 37; why not Spark's ``binaryFile`` reader: 40.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from ecom_assets.partitions import produced_at
 from ecom_assets.schema.csv_records import FILE, SOURCE_LINE, read_records
@@ -61,17 +60,11 @@ def readable_in(directory: Path) -> list[ReadableFile]:
     return files
 
 
-def file_contents(spark: SparkSession, files: Sequence[ReadableFile]) -> DataFrame:
-    """One row per file: ``source_file`` (its name) and ``content`` (its bytes).
-
-    Rows are matched to their file by name; file_checks admits only names that Spark's
-    ``_metadata.file_name`` gives back unchanged.
-    """
-    return (
-        spark.read.format("binaryFile")
-        .load([str(file.path) for file in files])
-        .select(F.col("_metadata.file_name").alias("source_file"), "content")
-    )
+def file_names(spark: SparkSession, files: Sequence[ReadableFile]) -> DataFrame:
+    """One row per file, ``source_file`` (its name): the tasks read the bytes themselves
+    (``FileRows.routed``). Spark's ``binaryFile`` source cost its JVM 1.7 ms per file in a
+    backlog of small files (docs/decisions.md 40)."""
+    return spark.createDataFrame([(file.path.name,) for file in files], "source_file string")
 
 
 def latest_events(contents: Iterable[tuple[ReadableFile, bytes]]) -> pa.Table:

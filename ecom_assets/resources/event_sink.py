@@ -92,7 +92,7 @@ def routing_writer(
     events_copy = _copy_statement(tables.events, EVENT_COLUMNS)
     dead_copy = _copy_statement(tables.dead_letters, DEAD_LETTER_COLUMNS)
 
-    def write(contents: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def write(names: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         with psycopg.connect(url) as events_conn, psycopg.connect(url) as dead_conn:
             for conn in (events_conn, dead_conn):
                 conn.execute("SET TIME ZONE 'UTC'")
@@ -100,17 +100,17 @@ def routing_writer(
                 events_conn.cursor().copy(events_copy) as events,
                 dead_conn.cursor().copy(dead_copy) as dead,
             ):
-                counts = route_batches(routed_batches(rows, contents), events.write, dead.write)
+                counts = route_batches(routed_batches(rows, names), events.write, dead.write)
         yield counts_batch(counts)
 
     return write
 
 
-def routed_batches(rows: FileRows, contents: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """Each batch of file contents as one batch of routed rows."""
-    for batch in contents:
-        if batch.num_rows:
-            yield from rows.routed(batch).combine_chunks().to_batches()
+def routed_batches(rows: FileRows, names: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The routed rows of the files named in ``names`` (``source_file``), a chunk at a time."""
+    for batch in names:
+        for files in rows.chunks(batch.column("source_file").to_pylist()):
+            yield from rows.routed(files).combine_chunks().to_batches()
 
 
 def counts_batch(counts: dict[str, FileCounts]) -> pa.RecordBatch:
@@ -126,8 +126,8 @@ def routing_counter(
     """A mapInArrow function doing a staging task's work but writing nothing: the warm-up of
     ``ecom up`` and bench/profile_spark.py run it."""
 
-    def count(contents: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        yield counts_batch(route_batches(routed_batches(rows, contents), _discard, _discard))
+    def count(names: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        yield counts_batch(route_batches(routed_batches(rows, names), _discard, _discard))
 
     return count
 
@@ -137,19 +137,19 @@ def _discard(_: bytes) -> None:
 
 
 def stage_routed(
-    contents: DataFrame, url: str, tables: StagingTables, rows: FileRows
+    names: DataFrame, url: str, tables: StagingTables, rows: FileRows
 ) -> dict[str, FileCounts]:
-    """Route and stage files (``event_reader.file_contents``) from the executors in one pass;
+    """Route and stage files (``event_reader.file_names``) from the executors in one pass;
     the counts per file."""
-    return run_tasks(contents, routing_writer(url, tables, rows))
+    return run_tasks(names, routing_writer(url, tables, rows))
 
 
 def run_tasks(
-    contents: DataFrame, task: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
+    names: DataFrame, task: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 ) -> dict[str, FileCounts]:
     """Run ``task`` over the files, at most COPY_TASKS at once (``coalesce``); the counts of
     its ``counts_batch`` rows, added up per file."""
-    written = contents.coalesce(COPY_TASKS).mapInArrow(task, "source_file string, counts string")
+    written = names.coalesce(COPY_TASKS).mapInArrow(task, "source_file string, counts string")
     counts: dict[str, FileCounts] = {}
     for row in written.collect():
         add_counts(counts, {row["source_file"]: FileCounts.from_json(row["counts"])})

@@ -1,16 +1,17 @@
-"""From files' bytes to routed rows: the per-row work of a staging task, on Arrow.
+"""From files to routed rows: the per-row work of a staging task, on Arrow.
 
-Spark hands each task its share of a batch's files as Arrow record batches of (source_file,
-content); ``FileRows`` turns one such batch into ``route.routed`` rows: read and migrate
-(event_reader), validate, enrich, route. It is built on the driver and pickled into the task
-with everything the rows need: each file's header and arrival, and the run's rules and clock,
-the same for every row of a batch. Why Arrow and not Spark SQL: docs/decisions.md 37.
+Spark hands each task its share of a batch's file names (``event_reader.file_names``);
+``FileRows`` reads those files a chunk at a time and turns each chunk into ``route.routed``
+rows: parse and migrate (event_reader), validate, enrich, route. It is built on the driver and
+pickled into the task with everything the rows need: each file's path, header and arrival, and
+the run's rules and clock, the same for every row of a batch. Why Arrow and not Spark SQL:
+docs/decisions.md 37.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import pyarrow as pa
@@ -21,13 +22,17 @@ from ecom_assets.transforms.enrich import enrich_events
 from ecom_assets.transforms.route import routed
 from ecom_assets.transforms.validate import ValidationRules, validate_events
 
+CHUNK_BYTES = 16 << 20
+"""Bytes of files a task reads and routes at once: this bounds its worker's memory, and stays
+large because a kernel's cost is per call (small chunks of small files would cost more)."""
+
 
 @dataclass(frozen=True)
 class FileRows:
     """What a task needs to route the rows of a batch's files."""
 
     files: Mapping[str, ReadableFile]
-    """The batch's files by name, as ``file_contents`` names them."""
+    """The batch's files by name, with absolute paths: a task's working directory is Spark's."""
     rules: ValidationRules
     late_watermark_s: int
 
@@ -35,14 +40,26 @@ class FileRows:
     def of(cls, files: list[ReadableFile], quality: QualitySettings, now: datetime) -> FileRows:
         """The rows of ``files`` under the run's quality settings, at ``now`` for every row."""
         rules = ValidationRules.from_settings(quality, now)
-        return cls({file.path.name: file for file in files}, rules, quality.late_watermark_s)
+        by_name = {file.path.name: replace(file, path=file.path.absolute()) for file in files}
+        return cls(by_name, rules, quality.late_watermark_s)
 
-    def routed(self, contents: pa.RecordBatch) -> pa.Table:
-        """``route.routed`` rows of the files in ``contents`` (source_file, content)."""
-        names = contents.column("source_file").to_pylist()
-        data = contents.column("content").to_pylist()
-        files = [self.files[name] for name in names]
-        events = latest_events(zip(files, data, strict=True))
+    def chunks(self, names: Iterable[str]) -> Iterator[list[ReadableFile]]:
+        """The named files in chunks of about CHUNK_BYTES (a large file alone)."""
+        chunk: list[ReadableFile] = []
+        size = 0
+        for name in names:
+            file = self.files[name]
+            chunk.append(file)
+            size += file.path.stat().st_size
+            if size >= CHUNK_BYTES:
+                yield chunk
+                chunk, size = [], 0
+        if chunk:
+            yield chunk
+
+    def routed(self, files: Iterable[ReadableFile]) -> pa.Table:
+        """``route.routed`` rows of ``files`` (one of ``chunks``), read now."""
+        events = latest_events((file, file.path.read_bytes()) for file in files)
         return routed(
             enrich_events(
                 validate_events(events, self.rules),
