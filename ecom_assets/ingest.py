@@ -105,8 +105,9 @@ def next_files(
     taken: set[str],
     started: float,
     clock: Callable[[], datetime],
+    number: int,
 ) -> list[InputFile]:
-    """The next batch's files; empty when the run should end.
+    """The files of the run's batch ``number`` (from 1); empty when the run should end.
 
     Files waiting at the run's start (``waiting``) come first, whatever happens. Then, while the
     run is younger than max_run_s and no other partition has files waiting, new arrivals of the
@@ -120,20 +121,31 @@ def next_files(
         mine = [file for file in files if file.partition == partition and file.name not in taken]
         from_start = [file for file in mine if file.name in waiting]
         if from_start:
-            return _batch_of(from_start, settings)
+            return _batch_of(from_start, settings, number)
         others_wait = any(file.partition != partition for file in files)
         if others_wait or time.monotonic() - started >= ingestion.max_run_s:
             return []
         if mine:
-            return _batch_of(mine, settings)
+            return _batch_of(mine, settings, number)
         if time.monotonic() >= linger_until:
             return []
         time.sleep(LINGER_POLL_S)
 
 
-def _batch_of(files: list[InputFile], settings: Settings) -> list[InputFile]:
-    """The first files, up to max_files_per_run and max_batch_mb (at least one file)."""
-    budget = settings.ingestion.max_batch_mb * 1024 * 1024
+RAMP_BATCHES = 3
+"""A run's first batches take 1/8, 1/4 and 1/2 of ECOM_INGEST_MAX_BATCH_MB: the first commit
+cannot start before the first batch is staged, and a small first batch starts the commits, the
+bound of a backlog, seconds earlier (docs/decisions.md 41)."""
+
+
+def batch_budget(settings: Settings, number: int) -> int:
+    """Bytes of files batch ``number`` (from 1) of a run may take."""
+    return (settings.ingestion.max_batch_mb << 20) >> max(0, RAMP_BATCHES + 1 - number)
+
+
+def _batch_of(files: list[InputFile], settings: Settings, number: int) -> list[InputFile]:
+    """The first files, up to max_files_per_run and ``batch_budget`` (at least one file)."""
+    budget = batch_budget(settings, number)
     batch: list[InputFile] = []
     for file in files[: settings.ingestion.max_files_per_run]:
         if batch and budget < file.size_bytes:
@@ -174,7 +186,9 @@ def ingest_partition(
     taken: set[str] = set()
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecom-commit") as committer:
-            while files := next_files(settings, partition, waiting, taken, started, clock):
+            while files := next_files(
+                settings, partition, waiting, taken, started, clock, run.report.batches + 1
+            ):
                 taken.update(file.name for file in files)
                 run.report.batches += 1
                 batch = Batch(run.report.batches, files, clock(), on_step)

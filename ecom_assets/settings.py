@@ -176,7 +176,10 @@ class IngestionSettings(BaseSettings):
         64,
         ge=1,
         le=100_000,
-        description="Megabytes of files in one batch: a run commits a batch while the next stages.",
+        description=(
+            "Megabytes of files in one batch (a run's first three: 1/8, 1/4, 1/2): "
+            "a run commits a batch while the next stages."
+        ),
     )
     max_concurrent_runs: int = Field(1, ge=1, le=32, description="Ingest runs in progress at once.")
     retry_after_s: float = Field(

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from ecom_assets.ingest import ingest_partition, next_files
+from ecom_assets.ingest import RAMP_BATCHES, batch_budget, ingest_partition, next_files
 from ecom_assets.partitions import PARTITION_FORMAT
 from ecom_assets.resources.event_sink import StagingTables
 from ecom_assets.settings import IngestionSettings, Settings
@@ -49,13 +49,22 @@ def test_batches_are_bounded_by_size_and_by_count(ingest_settings: Settings) -> 
     sizes = sorted(path.stat().st_size for path in ingest_settings.input_dir.glob("*.csv"))
     assert sizes[0] > 512 * 1024 and sizes[-1] < 1024 * 1024  # one fits in 1 MB, two do not
 
-    def first_batch(settings: Settings) -> int:
-        return len(next_files(settings, partition, names, set(), 0.0, lambda: now))
+    def files_of_batch(settings: Settings, number: int = RAMP_BATCHES + 1) -> int:
+        return len(next_files(settings, partition, names, set(), 0.0, lambda: now, number))
 
-    assert first_batch(batched(ingest_settings, max_mb=1)) == 1
-    assert first_batch(batched(ingest_settings, max_mb=2)) == 2
-    assert first_batch(batched(ingest_settings, max_files=1)) == 1
-    assert first_batch(batched(ingest_settings)) == 3
+    assert files_of_batch(batched(ingest_settings, max_mb=1)) == 1
+    assert files_of_batch(batched(ingest_settings, max_mb=2)) == 2
+    assert files_of_batch(batched(ingest_settings, max_files=1)) == 1
+    assert files_of_batch(batched(ingest_settings)) == 3
+    # a run's first batch takes an eighth of the size: 1 MB of 8
+    assert files_of_batch(batched(ingest_settings, max_mb=8), number=1) == 1
+    assert files_of_batch(batched(ingest_settings, max_mb=8), number=4) == 3
+
+
+def test_a_runs_first_batches_ramp_up_to_the_batch_size(ingest_settings: Settings) -> None:
+    settings = batched(ingest_settings, max_mb=64)
+    budgets = [batch_budget(settings, number) >> 20 for number in range(1, 7)]
+    assert budgets == [8, 16, 32, 64, 64, 64]
 
 
 def test_each_batch_commits_while_the_next_one_stages(
