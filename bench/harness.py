@@ -57,7 +57,7 @@ class Stack:
 
     def usage_by_process(self) -> dict[str, ProcessUsage]:
         """Resident bytes, CPU seconds and part of each live process of the stack, keyed by pid,
-        start time and command (a backend's title changes with its state; the key must not)."""
+        start time and program (a backend's title changes with its state; the key must not)."""
         usages = {}
         for pid, part in self.parts().items():
             try:
@@ -70,9 +70,9 @@ class Stack:
             except (OSError, IndexError, ValueError, StopIteration):
                 continue  # gone meanwhile
             cpu_s = (int(stat[11]) + int(stat[12])) / CLOCK_TICKS
-            command = _command(argv)
-            usages[f"{pid} {stat[19]} {_program(command)}"] = ProcessUsage(
-                pages * PAGE_BYTES, pss_kb * 1024, cpu_s, f"{part}: {_program(command)}"
+            program = _program(_command(argv))
+            usages[f"{pid} {stat[19]} {program}"] = ProcessUsage(
+                pages * PAGE_BYTES, pss_kb * 1024, cpu_s, f"{part}: {program}"
             )
         return usages
 

@@ -26,7 +26,7 @@ SUPERUSER = "ecom"
 SCRAM_ITERATIONS = 16
 """PBKDF2 rounds of the password's SCRAM verifier (PostgreSQL's default: 4,096). Rounds slow down
 the guessing of a weak password; this one is 192 random bits. At 4,096 every connection cost
-both ends about 6 ms of CPU, and Dagster's storage opens one per query (about 900 a minute on an
+both ends about 6 ms of CPU, and Dagster's storage opens one per query (about 800 a minute on an
 idle stack): docs/decisions.md 39."""
 UNPRIVILEGED_USERS = ("postgres", "nobody")
 
