@@ -3,10 +3,11 @@
 Each check returns a reason (one readable sentence for the quarantine reason file) or None; a
 file with a reason is quarantined whole and kept as written, to be fixed and replayed. Why:
 
-- Name: Spark reads a path as a Hadoop URI and glob pattern, so ``[ ] { } * ? \\ :`` fail the
-  read or match other files, and characters a URI escapes (space, ``%``, ``#``, ``"``...) come
-  back escaped in ``_metadata.file_name``, which no longer matches the file: its rows would be
-  lost. Letters, digits and ``!$&'()+,-.;=@_~`` are read literally.
+- Name: Spark's ``binaryFile`` source read a path as a Hadoop URI and glob pattern, so
+  ``[ ] { } * ? \\ :`` failed the read or matched other files, and characters a URI escapes
+  (space, ``%``, ``#``, ``"``...) came back escaped, no longer matching the file. Letters, digits
+  and ``!$&'()+,-.;=@_~`` were read literally. Since decision 40 the tasks open files by path
+  and no longer need the rule; it still holds until a change revisits it.
 - Encoding: the CSV reader refuses bytes that are not UTF-8, and the whole batch with them
   (Spark's own reader, before decision 37, changed them to U+FFFD silently).
 - NUL bytes: PostgreSQL text cannot hold them, so one such value fails the whole batch's commit;
