@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -15,7 +16,7 @@ from ecom_assets.assets.database_schema import database_schema
 from ecom_assets.definitions import defs
 from ecom_assets.resources.migrations import discover_migrations
 from ecom_assets.resources.postgres import PostgresResource
-from ecom_assets.resources.spark import spark_config, spark_resource
+from ecom_assets.resources.spark import shared_session_url, spark_config, spark_resource
 from ecom_assets.settings import SparkSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,7 +104,10 @@ def test_materializing_the_schema_and_views_runs_against_postgres(database_url: 
 
 def test_spark_resource_gives_a_working_connect_session(spark_server) -> None:
     settings = SparkSettings(remote=spark_server.url)
-    assert spark_config(settings) == {"spark.remote": spark_server.url}
+    now = datetime.now(tz=UTC)
+    assert spark_config(settings, now) == {
+        "spark.remote": shared_session_url(spark_server.url, now)
+    }
 
     @dg.asset
     def counted(pyspark: LazyPySparkResource) -> dg.MaterializeResult:

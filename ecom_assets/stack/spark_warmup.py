@@ -4,8 +4,9 @@ A cold server runs its first ingest batch several times slower than a warm one (
 JIT compilation, the first Python worker and its imports), and every file that lands meanwhile
 waits: the live latency's tail came from this warm-up, paid by the first files of a fresh stack
 (docs/decisions.md). So `ecom up` runs the ingest plan once over a few generated files, every
-schema version and every kind of defect, before it starts the generator. Nothing is written
-anywhere: the rows are counted and dropped. It runs as its own short process
+schema version and every kind of defect, before it starts the generator, in the Connect session
+that this hour's runs share (resources/spark.py). Nothing is written anywhere: the rows are
+counted and dropped. It runs as its own short process
 (``python -m ecom_assets.stack.spark_warmup``), so the long-lived supervisor never holds Spark's
 client libraries in memory.
 """
@@ -22,6 +23,7 @@ from pyspark.sql import SparkSession
 
 from ecom_assets.resources.event_reader import ReadableFile, file_names, readable_in
 from ecom_assets.resources.event_sink import routing_counter, run_tasks
+from ecom_assets.resources.spark import shared_session_url
 from ecom_assets.settings import Settings, load_settings
 from ecom_assets.transforms.file_rows import FileRows
 
@@ -53,11 +55,14 @@ def _sample_files(directory: Path) -> list[ReadableFile]:
 def main() -> int:
     """Warm up the server of the current settings; prints the rows the plan went through."""
     settings = load_settings()
-    spark = SparkSession.builder.remote(settings.spark.connect_url).getOrCreate()
+    url = shared_session_url(settings.spark.connect_url, datetime.now(tz=UTC))
+    spark = SparkSession.builder.remote(url).getOrCreate()
     try:
         print(warm_up(spark, settings))
     finally:
-        spark.stop()  # a client left open hangs at exit once the server is gone
+        # close the client (one left open hangs at exit once the server is gone) but keep the
+        # session, with its warm Python workers, for the runs (resources/spark.py)
+        spark.client.close()
     return 0
 
 
