@@ -3,19 +3,19 @@
 This is the use case behind the ingest assets, free of Dagster so it can be driven and tested
 directly. A run takes the settled files of its partition waiting when it starts, in batches of at
 most ECOM_INGEST_MAX_FILES_PER_RUN files and ECOM_INGEST_MAX_BATCH_MB, so a backlog drains in one
-run; it commits each batch while Spark stages the next (ingest_batch.py). It then stays a warm
-worker for its partition: for ECOM_INGEST_MAX_RUN_S after its start it takes files that arrive
-meanwhile, waiting up to ECOM_INGEST_LINGER_S for the next one, since a new run costs seconds of
-process launch and Spark session before its first batch (docs/decisions.md). It ends early when
-files of another partition wait, so one hour's run never holds up the next. Every step is safe to
-repeat after a crash (see resources/event_sink.py).
+run; it commits two batches at once while Spark stages the next (ingest_batch.py). It then
+stays a warm worker for its partition: for ECOM_INGEST_MAX_RUN_S after its start it takes files
+that arrive meanwhile, waiting up to ECOM_INGEST_LINGER_S for the next one, since a new run costs
+seconds of process launch and Spark session before its first batch (docs/decisions.md). It ends
+early when files of another partition wait, so one hour's run never holds up the next. Every step
+is safe to repeat after a crash (see resources/event_sink.py).
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,6 +30,7 @@ from ecom_assets.ingest_batch import (
     Committed,
     PartitionLock,
     Staged,
+    StagingTables,
     commit_staged,
     connect,
     stage_batch,
@@ -185,7 +186,7 @@ def ingest_partition(
     waiting = {file.name for file in pending_files(settings, partition, clock())}
     taken: set[str] = set()
     try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecom-commit") as committer:
+        with ThreadPoolExecutor(COMMITS_IN_FLIGHT, thread_name_prefix="ecom-commit") as committer:
             while files := next_files(
                 settings, partition, waiting, taken, started, clock, run.report.batches + 1
             ):
@@ -193,8 +194,9 @@ def ingest_partition(
                 run.report.batches += 1
                 batch = Batch(run.report.batches, files, clock(), on_step)
                 run.stage_and_submit(batch, committer)
-            run.finish()  # a failed batch's _guarded has already finished the one before it
+            run.finish()  # a failed batch's _guarded has already finished the ones before it
     finally:
+        run.lock.drop_staging()
         run.lock.release()
         report = run.report
         report.seconds = time.monotonic() - started
@@ -206,9 +208,20 @@ def ingest_partition(
     return run.report
 
 
+COMMITS_IN_FLIGHT = 2
+"""Batches committing at once. One commit inserts on one core, and with a backlog staged ahead
+that left the other idle; two inserts into the events table took 7.2-7.6 s where one after the
+other took 11.4-11.8 (docs/decisions.md 43)."""
+
+
+class EarlierBatchFailedError(RuntimeError):
+    """The batch before did not commit, so this one, committing beside it, did not either."""
+
+
 @dataclass
 class _Run:
-    """One run's state: at most one batch committing in the background while the next stages."""
+    """One run's state: up to COMMITS_IN_FLIGHT batches committing in the background, in
+    order, while the next stages."""
 
     spark: SparkSession
     url: str
@@ -218,32 +231,40 @@ class _Run:
     log: LogSink
     clock: Callable[[], datetime]
     lock: PartitionLock = field(init=False)
-    committing: tuple[Staged, Future[Committed]] | None = None
+    committing: deque[tuple[Staged, Future[Committed]]] = field(default_factory=deque)
 
     def __post_init__(self) -> None:
         timeout = self.settings.database.db_connect_timeout_s
         self.lock = PartitionLock(self.url, timeout, self.report.partition)
 
     def stage_and_submit(self, batch: Batch, committer: ThreadPoolExecutor) -> None:
-        """Stage the batch (the previous one commits meanwhile), then commit it in the
-        background once the previous commit has ended."""
+        """Stage the batch (earlier ones commit meanwhile), then commit it in the background
+        once fewer than COMMITS_IN_FLIGHT commits are left."""
         staged = self._guarded(batch, functools.partial(self._stage, batch))
-        self.finish()
+        self.finish(keep=COMMITS_IN_FLIGHT - 1)
         self.report.add_staged(staged)
         if not staged.readable:
             return  # only moves and quarantines: nothing to commit
         batch.on_step("staged")
+        earlier, after_earlier = None, _nothing_before
+        if self.committing:
+            before, future = self.committing[-1]
+            tables = StagingTables.for_partition(self.report.partition, before.batch.slot)
+            earlier, after_earlier = tables, functools.partial(_committed, before.batch, future)
         commit = functools.partial(
-            commit_staged, self.url, self.settings, self.report.partition, self.report.run_id
-        )
-        self.committing = (staged, committer.submit(commit, staged))
+            commit_staged, self.url, self.settings, self.report.partition, self.report.run_id,
+            staged, earlier, after_earlier,
+        )  # fmt: skip
+        self.committing.append((staged, committer.submit(commit)))
 
-    def finish(self) -> None:
-        """Wait for the batch committing, if any; redo it whole if its commit failed."""
-        if self.committing is None:
-            return
-        staged, future = self.committing
-        self.committing = None
+    def finish(self, keep: int = 0) -> None:
+        """Wait for the oldest batches committing until ``keep`` are left; redo a batch whole
+        if its commit failed."""
+        while len(self.committing) > keep:
+            self._finish_oldest()
+
+    def _finish_oldest(self) -> None:
+        staged, future = self.committing.popleft()
         batch = staged.batch
         try:
             committed: Committed | None = future.result()
@@ -284,6 +305,18 @@ class _Run:
             finally:
                 _record_failure(self.url, self.settings, self.report, batch, exc, self.log)
             raise
+
+
+def _nothing_before() -> None:
+    pass
+
+
+def _committed(batch: Batch, future: Future[Committed]) -> None:
+    """Wait for ``batch``'s commit; raise if it failed (it is then redone, and so is the next)."""
+    try:
+        future.result()
+    except Exception as exc:
+        raise EarlierBatchFailedError(f"batch {batch.number} did not commit") from exc
 
 
 def _log_success(record: BatchRecord, settings: Settings, log: LogSink) -> None:

@@ -3,8 +3,8 @@
 ``stage_batch`` claims the files, quarantines what cannot be read and runs the one Spark pass
 that COPYs valid rows and dead letters into the batch's staging tables; ``commit_staged`` checks
 the staged rows against Spark's counts and moves them in ONE transaction with the metrics and
-the ledger, then moves the files. The run commits batch N while Spark stages batch N+1, so two
-staging slots alternate, and the run (not each batch) holds the partition's lock
+the ledger, then moves the files. The run commits batches N and N+1 at once while Spark stages
+batch N+2, so staging slots rotate, and the run (not each batch) holds the partition's lock
 (``PartitionLock``). Every step is safe to repeat after a crash (see resources/event_sink.py).
 """
 
@@ -94,9 +94,22 @@ class PartitionLock:
             raise PartitionBusyError(f"another run is ingesting partition {self._partition}")
         self._conn = conn
         if self._first:  # a crashed run's staging, in any slot, is ours to drop
-            for slot in range(STAGING_SLOTS):
-                drop_staging(conn, StagingTables.for_partition(self._partition, slot))
+            self._drop_staging(conn)
             self._first = False
+
+    def drop_staging(self) -> None:
+        """Drop the run's staging at its end (a commit leaves its own to the slot's next batch,
+        which a later commit may still read); if PostgreSQL is gone, the next run does."""
+        if self._conn is None:
+            return
+        try:
+            self._drop_staging(self._conn)
+        except psycopg.Error:
+            self.release()
+
+    def _drop_staging(self, conn: psycopg.Connection) -> None:
+        for slot in range(STAGING_SLOTS):
+            drop_staging(conn, StagingTables.for_partition(self._partition, slot))
 
     def release(self) -> None:
         if self._conn is not None:
@@ -106,7 +119,8 @@ class PartitionLock:
 
 @dataclass(frozen=True)
 class Batch:
-    """One batch's fixed inputs; its staging slot alternates with the batch before it."""
+    """One batch's fixed inputs; staging slots rotate, so the batches committing and the one
+    staging never share one."""
 
     number: int
     files: list[InputFile]
@@ -188,11 +202,26 @@ def stage_batch(
     return staged
 
 
+def _nothing_earlier() -> None:
+    pass
+
+
 def commit_staged(
-    url: str, settings: Settings, partition: str, run_id: str, staged: Staged
+    url: str,
+    settings: Settings,
+    partition: str,
+    run_id: str,
+    staged: Staged,
+    earlier: StagingTables | None = None,
+    after_earlier: Callable[[], None] = _nothing_earlier,
 ) -> Committed:
-    """Commit a staged batch, then move its files; repeating it after a failure is not safe
-    (staging is gone once committed), so a failed commit is retried as the whole batch."""
+    """Commit a staged batch, then move its files; a failed commit is retried as the whole
+    batch (a repeated commit would not know what its first attempt did).
+
+    The batch before it may be committing at the same time: this one leaves it the events that
+    it staged too (``earlier``), and sends its COMMIT only after ``after_earlier`` returned, which
+    waits for that batch's commit and raises if it failed. So batches commit in order, and no
+    event is counted as held by an earlier batch that did not commit."""
     batch, outcomes = staged.batch, staged.outcomes
     tables = StagingTables.for_partition(partition, batch.slot)
     with connect(url, settings.database.db_connect_timeout_s) as conn:
@@ -207,10 +236,11 @@ def commit_staged(
                 f"counted {counted[0]} / {counted[1]}"
             )
         with conn.transaction():
-            inserted = commit_batch(conn, tables, run_id, partition, outcomes)
+            inserted = commit_batch(conn, tables, run_id, partition, outcomes, earlier)
             record = _batch_record(conn, run_id, partition, batch, outcomes)
             record_batch(conn, record, settings.quality.min_validity)
             batch.on_step("commit_pending")
+            after_earlier()
         batch.on_step("committed")
     for file in staged.readable:
         move_to_processed(file.path, settings.processed_dir, partition)

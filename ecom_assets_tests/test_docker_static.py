@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from ecom_assets.settings import settings_table
+from ecom_assets.stack.postgres_server import INGEST_SETTINGS
 from ecom_assets.stack.spark_connect_server import JVM_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -272,6 +273,8 @@ def test_postgres_is_15_on_host_port_5433_with_volume_and_healthcheck() -> None:
     assert postgres["image"].startswith("postgres:15")
     assert postgres["image"] == "postgres:15-bookworm"
     assert postgres["ports"] == ["127.0.0.1:5433:5432"]
+    settings = [f"{name}={value}" for name, value in INGEST_SETTINGS.items()]
+    assert postgres["command"] == ["postgres", *(arg for s in settings for arg in ("-c", s))]
     assert postgres["volumes"] == [
         "pgdata:/var/lib/postgresql/data",
         "./postgres-init:/docker-entrypoint-initdb.d:ro",

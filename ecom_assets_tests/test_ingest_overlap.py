@@ -1,5 +1,5 @@
-"""A backlog in size-bounded batches, each committed while the next one stages, with real Spark
-and PostgreSQL; a commit that fails is done again as the whole batch, and nothing is lost."""
+"""A backlog in size-bounded batches, two committing at once while the next one stages, with real
+Spark and PostgreSQL; a commit that fails is done again as the whole batch, and nothing is lost."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from ecom_assets.ingest import RAMP_BATCHES, batch_budget, ingest_partition, next_files
+from ecom_assets.ingest import (
+    COMMITS_IN_FLIGHT,
+    RAMP_BATCHES,
+    batch_budget,
+    ingest_partition,
+    next_files,
+)
 from ecom_assets.partitions import PARTITION_FORMAT
 from ecom_assets.resources.event_sink import StagingTables
 from ecom_assets.settings import IngestionSettings, Settings
@@ -89,12 +95,12 @@ def test_each_batch_commits_while_the_next_one_stages(
 
     assert threads("claimed") == threads("staged") == {threading.current_thread().name}
     assert threads("committed") == threads("moved") != threads("staged")
-    # batch N+1 is handed to the committing thread only once batch N has committed
+    # batch N+2 is handed to a committing thread only once batch N has committed
     order = [name for _, name in steps]
     staged_at = [i for i, name in enumerate(order) if name == "staged"]
     committed_at = [i for i, name in enumerate(order) if name == "committed"]
     assert len(staged_at) == len(committed_at) == 3
-    assert all(committed_at[n] < staged_at[n + 1] for n in range(2))
+    assert committed_at[0] < staged_at[COMMITS_IN_FLIGHT]
 
 
 def test_a_commit_that_fails_is_done_again_as_the_whole_batch(
@@ -123,4 +129,54 @@ def test_a_commit_that_fails_is_done_again_as_the_whole_batch(
     assert "[Batch 1] COMPLETED SUCCESSFULLY" in log.text()
     assert "[Batch 2] COMPLETED SUCCESSFULLY" in log.text()
     assert report.files_committed == backlog.files
+    assert landed(migrated_database_url, settings) == exactly_once(backlog)
+
+
+def test_two_batches_commit_at_once_and_the_earlier_keeps_a_replayed_event(
+    spark, migrated_database_url: str, ingest_settings: Settings
+) -> None:
+    settings = batched(ingest_settings, max_files=1)
+    hour = datetime.now(tz=UTC).replace(minute=0, second=0, microsecond=0)
+    generate_files(settings.input_dir, settings.log_dir, hour, "--files", "2",
+                   "--events-per-file", "200", "--schema", "v3", "--anomaly-rate", "0")  # fmt: skip
+    first, second = sorted(settings.input_dir.glob("*.csv"))
+    header, replayed, *_ = first.read_text().splitlines(keepends=True)
+    # named after the first file and before the second: batch 2 of three, holding batch 1's event
+    replay = settings.input_dir / f"{first.name.split('Z_')[0]}Z_ffffffff.csv"
+    replay.write_text(header + replayed)
+    assert sorted(settings.input_dir.glob("*.csv")) == [first, replay, second]
+    both_open, lock = threading.Event(), threading.Lock()
+    pending: list[str] = []
+    waited: list[bool] = []
+
+    def hold_the_first_commit(step: str) -> None:
+        """The first COMMIT waits until a second commit has run all of its statements."""
+        if step == "commit_pending":
+            with lock:
+                pending.append(step)
+                first = len(pending) == 1
+            if first:
+                waited.append(both_open.wait(timeout=30))
+            else:
+                both_open.set()
+
+    report = ingest_partition(
+        spark, migrated_database_url, settings, hour.strftime(PARTITION_FORMAT), "at-once",
+        RecordingLog(), on_step=hold_the_first_commit,
+    )  # fmt: skip
+    assert waited == [True], "the second batch did not commit beside the first"
+    assert (report.batches, report.files_committed, report.rows_inserted) == (3, 3, 400)
+    with psycopg.connect(migrated_database_url) as conn:
+        kept = conn.execute(
+            "SELECT source_file FROM ecommerce_events WHERE event_id = %s",
+            (replayed.split(",")[0],),
+        ).fetchall()
+        metrics = conn.execute(
+            "SELECT rows_inserted, rows_duplicate FROM data_quality_metrics WHERE source_file = %s",
+            (replay.name,),
+        ).fetchone()
+    assert kept == [(first.name,)]
+    assert metrics == (0, 1)
+    backlog = Backlog(hour.strftime(PARTITION_FORMAT), files=3, rows=401, events=400,
+                      dead_letters=0)  # fmt: skip
     assert landed(migrated_database_url, settings) == exactly_once(backlog)

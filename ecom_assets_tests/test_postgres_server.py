@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from ecom_assets.stack.postgres_server import (
+    INGEST_SETTINGS,
     SCRAM_ITERATIONS,
     EmbeddedPostgres,
     PostgresError,
@@ -42,7 +43,9 @@ def test_data_survives_a_restart_and_the_password_is_private(server_root: Path) 
         with psycopg.connect(server.url()) as conn:
             assert conn.execute("SELECT n FROM kept").fetchall() == [(7,)]
             listen = conn.execute("SHOW listen_addresses").fetchone()
+            ingest = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in INGEST_SETTINGS}
         assert listen == ("127.0.0.1",)
+        assert ingest == INGEST_SETTINGS
         assert stat.S_IMODE(server.password_file.stat().st_mode) == 0o600
     finally:
         server.stop()

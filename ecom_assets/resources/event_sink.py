@@ -30,8 +30,9 @@ from ecom_assets.transforms.route import DEAD_LETTER_COLUMNS, EVENT_COLUMNS
 COPY_TASKS = 2  # tasks writing at once: one per core here; more only adds connections
 
 
-STAGING_SLOTS = 2
-"""Staging table pairs per partition: one batch commits from one while the next fills the other."""
+STAGING_SLOTS = 4
+"""Staging table pairs per partition: two batches commit from two while the next fills a third,
+and the fourth is the previous batch's, which a commit still reads (``commit_batch``)."""
 
 
 @dataclass(frozen=True)
@@ -186,14 +187,18 @@ def commit_batch(
     run_id: str,
     partition: str,
     outcomes: Sequence[FileOutcome],
+    earlier: StagingTables | None = None,
 ) -> dict[str, int]:
     """Move staged rows, write metrics, mark files committed: one transaction.
 
     Returns rows inserted per file; the rest of a file's valid rows were duplicates of
-    events already stored (a replay), which ON CONFLICT skipped.
+    events already stored (a replay), which ON CONFLICT skipped, or of events that the
+    ``earlier`` batch staged: that batch may still be committing, and keeps them. Its staging
+    is only read, and this one's is left for the slot's next batch to drop, so two commits
+    never wait for each other's locks.
     """
     with conn.transaction():
-        inserted = _insert_events(conn, tables)
+        inserted = _insert_events(conn, tables, earlier)
         conn.execute(
             sql.SQL(
                 "INSERT INTO dead_letter_events ({cols}, partition_key, run_id) "
@@ -231,7 +236,6 @@ def commit_batch(
                     for outcome in outcomes
                 ],
             )
-        drop_staging(conn, tables)
     return {outcome.source_file: inserted.get(outcome.source_file, 0) for outcome in outcomes}
 
 
@@ -239,14 +243,23 @@ _REPEATED = "repeated_events"
 """A commit's temporary table: the events staged more than once."""
 
 
-def _insert_events(conn: psycopg.Connection, tables: StagingTables) -> dict[str, int]:
-    """Insert the staged events; rows inserted per file.
+def _insert_events(
+    conn: psycopg.Connection, tables: StagingTables, earlier: StagingTables | None
+) -> dict[str, int]:
+    """Insert the staged events that the ``earlier`` batch did not stage; rows inserted per file.
 
     The same event in two files of a batch: the earlier file keeps it, so those events are
     inserted in file order. Only they are sorted, after all others: sorting every staged row
     cost a fifth of the insert (docs/decisions.md 38); finding the repeated ones, a thirtieth.
     """
     stage = sql.Identifier(tables.events)
+    held = (
+        sql.SQL("AND NOT EXISTS (SELECT FROM {} e WHERE e.event_id = s.event_id)").format(
+            sql.Identifier(earlier.events)
+        )
+        if earlier is not None
+        else sql.SQL("")
+    )
     conn.execute(
         sql.SQL(
             "CREATE TEMP TABLE {repeated} ON COMMIT DROP AS "
@@ -261,7 +274,7 @@ def _insert_events(conn: psycopg.Connection, tables: StagingTables) -> dict[str,
                     sql.SQL(
                         "WITH moved AS (INSERT INTO ecommerce_events ({cols}) "
                         "SELECT {cols} FROM {stage} s WHERE {repeated} "
-                        "(SELECT FROM {table} r WHERE r.event_id = s.event_id) {order} "
+                        "(SELECT FROM {table} r WHERE r.event_id = s.event_id) {held} {order} "
                         "ON CONFLICT (event_id) DO NOTHING RETURNING source_file) "
                         "SELECT source_file, count(*) FROM moved GROUP BY source_file"
                     ).format(
@@ -269,6 +282,7 @@ def _insert_events(conn: psycopg.Connection, tables: StagingTables) -> dict[str,
                         stage=stage,
                         repeated=sql.SQL(repeated),
                         table=sql.Identifier(_REPEATED),
+                        held=held,
                         order=sql.SQL(order),
                     )
                 ).fetchall()
