@@ -9,7 +9,8 @@ empty, indexed and constrained table, in one transaction (the best of three, eac
 CHECKPOINT). While it ingests, the stack's processes are sampled: peak RSS and PSS, and the
 CPU seconds each part used (Spark's JVM and its Python workers, PostgreSQL, Dagster and its
 runs), which tell where the time of a CPU-bound ingest goes. It also prints how long the sensor
-and the run launch took before the first file was claimed.
+and the run launch took before the first file was claimed, and when each batch began staging
+and ran its last statement before COMMIT (its record's time), counted from the drop.
 
     .venv/bin/python bench/backlog.py [--events 1000000] [--shapes 10000,100]
 
@@ -104,6 +105,11 @@ def run_shape(total_events: int, events_per_file: int) -> dict[str, float]:
                 "SELECT sum(rows_read), count(DISTINCT run_id) FROM data_quality_metrics"
             ).fetchone()
             first_claim = conn.execute("SELECT min(claimed_at) FROM ingest_files").fetchone()[0]
+            batches = conn.execute(
+                "SELECT batch_no, files, rows_read, started_at - %s, finished_at - %s "
+                "FROM ingest_batches ORDER BY run_id, batch_no",
+                (dropped, dropped),
+            ).fetchall()
         ceiling_rows, ceiling_s = ceiling(stack.url)
     rate, ceiling_rate = rows / seconds, ceiling_rows / ceiling_s
     launch_s = (first_claim - dropped).total_seconds()
@@ -116,6 +122,13 @@ def run_shape(total_events: int, events_per_file: int) -> dict[str, float]:
         f"launch); from there {rows / (seconds - launch_s):,.0f} rows/s",
         flush=True,
     )
+    for number, batch_files, batch_rows, began, committed in batches:
+        print(
+            f"  batch {number}: {batch_files} files, {batch_rows:,} rows, staging from "
+            f"{began.total_seconds():.1f} s, commit's statements done at "
+            f"{committed.total_seconds():.1f} s",
+            flush=True,
+        )
     cpu = usage.cpu_by_part()
     print(
         f"  CPU while ingesting: {sum(cpu.values()):.0f} s in {seconds:.0f} s "
