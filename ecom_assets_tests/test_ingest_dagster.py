@@ -121,7 +121,7 @@ def test_low_validity_fails_the_blocking_check_with_error(
 
 
 def _file(name: str, partition: str, modified: float) -> InputFile:
-    return InputFile(Path(name), 10, datetime.fromtimestamp(modified, tz=UTC), partition)
+    return InputFile(Path(), name, 10, datetime.fromtimestamp(modified, tz=UTC), partition)
 
 
 def test_plan_requests_new_files_newer_files_and_stale_partitions() -> None:
