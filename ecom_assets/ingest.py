@@ -210,8 +210,8 @@ def ingest_partition(
 
 COMMITS_IN_FLIGHT = 2
 """Batches committing at once. One commit inserts on one core, and with a backlog staged ahead
-that left the other idle; two inserts into the events table took 7.2-7.6 s where one after the
-other took 11.4-11.8 (docs/decisions.md 43)."""
+that left the other idle; two inserts into the events table took 7.6-7.8 s where one after the
+other took 12.3 (docs/decisions.md 43)."""
 
 
 class EarlierBatchFailedError(RuntimeError):
@@ -246,11 +246,12 @@ class _Run:
         if not staged.readable:
             return  # only moves and quarantines: nothing to commit
         batch.on_step("staged")
-        earlier, after_earlier = None, _nothing_before
+        earlier, after_earlier = None, None
         if self.committing:
             before, future = self.committing[-1]
             tables = StagingTables.for_partition(self.report.partition, before.batch.slot)
-            earlier, after_earlier = tables, functools.partial(_committed, before.batch, future)
+            earlier = tables
+            after_earlier = functools.partial(_wait_for_commit, before.batch, future)
         commit = functools.partial(
             commit_staged, self.url, self.settings, self.report.partition, self.report.run_id,
             staged, earlier, after_earlier,
@@ -307,11 +308,7 @@ class _Run:
             raise
 
 
-def _nothing_before() -> None:
-    pass
-
-
-def _committed(batch: Batch, future: Future[Committed]) -> None:
+def _wait_for_commit(batch: Batch, future: Future[Committed]) -> None:
     """Wait for ``batch``'s commit; raise if it failed (it is then redone, and so is the next)."""
     try:
         future.result()

@@ -202,10 +202,6 @@ def stage_batch(
     return staged
 
 
-def _nothing_earlier() -> None:
-    pass
-
-
 def commit_staged(
     url: str,
     settings: Settings,
@@ -213,7 +209,7 @@ def commit_staged(
     run_id: str,
     staged: Staged,
     earlier: StagingTables | None = None,
-    after_earlier: Callable[[], None] = _nothing_earlier,
+    after_earlier: Callable[[], None] | None = None,
 ) -> Committed:
     """Commit a staged batch, then move its files; a failed commit is retried as the whole
     batch (a repeated commit would not know what its first attempt did).
@@ -240,7 +236,8 @@ def commit_staged(
             record = _batch_record(conn, run_id, partition, batch, outcomes)
             record_batch(conn, record, settings.quality.min_validity)
             batch.on_step("commit_pending")
-            after_earlier()
+            if after_earlier is not None:
+                after_earlier()
         batch.on_step("committed")
     for file in staged.readable:
         move_to_processed(file.path, settings.processed_dir, partition)
