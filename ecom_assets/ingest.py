@@ -247,10 +247,9 @@ class _Run:
             return  # only moves and quarantines: nothing to commit
         batch.on_step("staged")
         earlier, after_earlier = None, None
-        if self.committing:
+        if self.committing:  # the batch before is still committing: leave it its events
             before, future = self.committing[-1]
-            tables = StagingTables.for_partition(self.report.partition, before.batch.slot)
-            earlier = tables
+            earlier = StagingTables.for_partition(self.report.partition, before.batch.slot)
             after_earlier = functools.partial(_wait_for_commit, before.batch, future)
         commit = functools.partial(
             commit_staged, self.url, self.settings, self.report.partition, self.report.run_id,
