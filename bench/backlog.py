@@ -89,6 +89,30 @@ def _sink_once(conn: psycopg.Connection, rows_csv: bytes) -> tuple[int, float]:
     return rows, time.monotonic() - started
 
 
+LAUNCH_EVENTS = ("RUN_ENQUEUED", "RUN_DEQUEUED", "RUN_STARTING", "RUN_START", "STEP_START")
+
+
+def launch_timeline(url: str, dropped: datetime) -> list[tuple[str, float]]:
+    """When the sensor's first tick with a request began and the first run's launch events,
+    in seconds from the drop, from Dagster's storage (the `dagster` database beside ours)."""
+    since = dropped.replace(tzinfo=None)  # Dagster stores naive UTC
+    with psycopg.connect(url, dbname="dagster") as conn:
+        tick = conn.execute(
+            "SELECT min(timestamp) FROM job_ticks WHERE timestamp >= %s AND status = 'SUCCESS'",
+            (since,),
+        ).fetchone()
+        events = conn.execute(
+            "SELECT dagster_event_type, min(timestamp) FROM event_logs "
+            "WHERE timestamp >= %s AND dagster_event_type = ANY(%s) GROUP BY 1 ORDER BY 2",
+            (since, list(LAUNCH_EVENTS)),
+        ).fetchall()
+    return [
+        (name.lower(), (at - since).total_seconds())
+        for name, at in [("SENSOR_TICK", tick[0]), *events]
+        if at is not None
+    ]
+
+
 def run_shape(total_events: int, events_per_file: int) -> dict[str, float]:
     files = total_events // events_per_file
     quiet = {"ECOM_DAGSTER_ANALYTICS_CRON": QUIET_CRON}
@@ -110,6 +134,7 @@ def run_shape(total_events: int, events_per_file: int) -> dict[str, float]:
                 "FROM ingest_batches ORDER BY run_id, batch_no",
                 (dropped, dropped),
             ).fetchall()
+        launch = launch_timeline(stack.url, dropped)
         ceiling_rows, ceiling_s = ceiling(stack.url)
     rate, ceiling_rate = rows / seconds, ceiling_rows / ceiling_s
     launch_s = (first_claim - dropped).total_seconds()
@@ -122,6 +147,7 @@ def run_shape(total_events: int, events_per_file: int) -> dict[str, float]:
         f"launch); from there {rows / (seconds - launch_s):,.0f} rows/s",
         flush=True,
     )
+    print("  " + ", ".join(f"{step} {at:.2f} s" for step, at in launch), flush=True)
     for number, batch_files, batch_rows, began, committed in batches:
         print(
             f"  batch {number}: {batch_files} files, {batch_rows:,} rows, staging from "

@@ -16,12 +16,11 @@ import json
 from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import dagster as dg
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
-from ecom_assets.resources.event_files import InputFile, list_input_files
+from ecom_assets.resources.event_files import InputFile, watch_input_files
 from ecom_assets.settings import Settings
 from ecom_assets.stack.dagster_home import INGEST_CONCURRENCY_TAG
 
@@ -103,8 +102,9 @@ def make_input_files_sensor(job: dg.UnresolvedAssetJobDefinition, settings: Sett
         description=f"Requests ingest runs for settled CSV files in {settings.input_dir}.",
     )
     def input_files_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        now = datetime.now(tz=UTC)
-        files = list_input_files(settings.input_dir, ingestion.file_settle_s, now)
+        files, now = watch_input_files(
+            settings.input_dir, ingestion.file_settle_s, ingestion.sensor_watch_s
+        )
         due, state = plan_requests(
             files,
             parse_cursor(context.cursor),

@@ -168,6 +168,15 @@ class IngestionSettings(BaseSettings):
         le=3600,
         description="Minimum seconds between ticks (Dagster's daemon looks every 5 s at most).",
     )
+    sensor_watch_s: float = Field(
+        4.0,
+        ge=0,
+        le=30,
+        description=(
+            "A sensor tick that finds no settled file watches the directory this long: "
+            "a file landing meanwhile is requested at once, not at the next tick."
+        ),
+    )
     file_settle_s: float = Field(
         1.0, ge=0, le=600, description="A file must be unchanged this long before it is claimed."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,9 +22,12 @@ from ecom_assets.resources.postgres import PostgresResource
 from ecom_assets.resources.spark import spark_resource
 from ecom_assets.sensors import Requested, make_input_files_sensor, parse_cursor, plan_requests
 from ecom_assets.settings import (
+    IngestionSettings,
     Settings,
     SparkSettings,
+    load_settings,
 )
+from ecom_assets_tests.test_event_files_watch import land_later
 from ecom_assets_tests.test_generator_support import generate_files
 
 pytestmark = pytest.mark.integration
@@ -194,3 +198,23 @@ def test_sensor_requests_partition_runs_and_ignores_what_it_must(
         instance.report_run_canceled(queued)  # gone from the queue: the newer file is requested
         (request,) = sensor(dg.build_sensor_context(instance=instance, cursor=cursor)).run_requests
         assert request.tags["ecom/waiting_files"] == "2"
+
+
+def test_a_tick_in_an_empty_directory_requests_a_file_landing_during_its_watch(
+    settings: Settings,
+) -> None:
+    watching = load_settings(
+        paths=settings.paths, ingestion=IngestionSettings(file_settle_s=0, sensor_watch_s=4)
+    )
+    watching.input_dir.mkdir(parents=True)
+    ingest = build_ingest_assets(watching, upstream=[database_schema.key])
+    sensor = make_input_files_sensor(build_ingest_job(ingest), watching)
+    stamp = datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%S") + "000000Z"
+    with dg.instance_for_test() as instance:
+        timer = land_later(watching.input_dir, 1.0, f"events_{stamp}_00000001.csv")
+        started = time.monotonic()
+        result = sensor(dg.build_sensor_context(instance=instance, cursor=None))
+        took = time.monotonic() - started
+    timer.join()
+    assert [request.tags["ecom/waiting_files"] for request in result.run_requests] == ["1"]
+    assert 1.0 <= took < 3.0  # returned when the file landed, not at the end of the watch

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +60,28 @@ def list_input_files(input_dir: Path, settle_s: float, now: datetime) -> list[In
         files.append(InputFile(input_dir, entry.name, stat.st_size, modified_at, partition))
     files.sort(key=lambda file: file.name)
     return files
+
+
+WATCH_POLL_S = 0.2
+"""How often a watch lists the directory: an empty listing costs microseconds."""
+
+
+def watch_input_files(
+    input_dir: Path, settle_s: float, watch_s: float
+) -> tuple[list[InputFile], datetime]:
+    """The settled candidate files and the time they were listed. While there are none, the
+    directory is listed again every WATCH_POLL_S for up to ``watch_s``: Dagster's daemon starts
+    a sensor tick at most every 5 s, and a tick that waits in an idle directory sees a file
+    within its settle time plus one poll (docs/decisions.md 44). A tick that finds files, even
+    files a run already holds, returns at once, so a backlog is never listed in a loop."""
+    deadline = time.monotonic() + watch_s
+    while True:
+        now = datetime.now(tz=UTC)
+        files = list_input_files(input_dir, settle_s, now)
+        left = deadline - time.monotonic()
+        if files or left <= 0:
+            return files, now
+        time.sleep(min(WATCH_POLL_S, left))
 
 
 def is_utf8_name(name: str) -> bool:

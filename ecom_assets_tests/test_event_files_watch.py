@@ -1,0 +1,67 @@
+"""watch_input_files: an idle directory is watched, a busy one is listed once."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from ecom_assets.resources.event_files import WATCH_POLL_S, watch_input_files
+
+NAME = "events_20261206T101500000000Z_00000001.csv"
+
+
+def land_later(input_dir: Path, delay_s: float, name: str = NAME) -> threading.Timer:
+    """Write the file beside the directory and rename it in after delay_s, as producers do."""
+    staged = input_dir.parent / name
+    staged.write_text("event_id\n")
+    timer = threading.Timer(delay_s, os.rename, (staged, input_dir / name))
+    timer.start()
+    return timer
+
+
+def test_a_file_landing_during_the_watch_is_returned_within_a_poll(tmp_path: Path) -> None:
+    input_dir = tmp_path / "input"
+    input_dir.mkdir()
+    timer = land_later(input_dir, 0.5)
+    started = time.monotonic()
+    files, _ = watch_input_files(input_dir, settle_s=0, watch_s=5)
+    waited = time.monotonic() - started
+    timer.join()
+    assert [file.name for file in files] == [NAME]
+    assert 0.5 <= waited < 0.5 + WATCH_POLL_S + 0.5
+
+
+def test_a_file_is_returned_only_once_settled(tmp_path: Path) -> None:
+    input_dir = tmp_path / "input"
+    input_dir.mkdir()
+    (input_dir / NAME).write_text("event_id\n")  # modified now: settled in 0.6 s
+    started = time.monotonic()
+    files, listed_at = watch_input_files(input_dir, settle_s=0.6, watch_s=5)
+    waited = time.monotonic() - started
+    assert [file.name for file in files] == [NAME]
+    assert 0.6 - WATCH_POLL_S <= waited < 0.6 + WATCH_POLL_S + 0.5
+    assert (listed_at - files[0].modified_at).total_seconds() >= 0.6
+
+
+def test_an_idle_directory_is_watched_for_watch_s_then_reported_empty(tmp_path: Path) -> None:
+    input_dir = tmp_path / "input"
+    input_dir.mkdir()
+    (input_dir / ".events_half_written.csv").write_text("event_id\n")  # never a candidate
+    started = time.monotonic()
+    files, _ = watch_input_files(input_dir, settle_s=0, watch_s=0.8)
+    waited = time.monotonic() - started
+    assert files == []
+    assert 0.8 <= waited < 0.8 + 0.5
+
+
+def test_waiting_files_are_listed_once_and_returned_at_once(tmp_path: Path) -> None:
+    input_dir = tmp_path / "input"
+    input_dir.mkdir()
+    (input_dir / NAME).write_text("event_id\n")
+    os.utime(input_dir / NAME, (time.time() - 10, time.time() - 10))
+    started = time.monotonic()
+    files, _ = watch_input_files(input_dir, settle_s=1, watch_s=5)
+    assert [file.name for file in files] == [NAME]
+    assert time.monotonic() - started < WATCH_POLL_S
