@@ -89,28 +89,30 @@ def _sink_once(conn: psycopg.Connection, rows_csv: bytes) -> tuple[int, float]:
     return rows, time.monotonic() - started
 
 
-LAUNCH_EVENTS = ("RUN_ENQUEUED", "RUN_DEQUEUED", "RUN_STARTING", "RUN_START", "STEP_START")
+LAUNCH_EVENTS = {
+    "PIPELINE_ENQUEUED": "queued",
+    "PIPELINE_STARTING": "dequeued",
+    "PIPELINE_START": "run process started",
+    "STEP_START": "step started",
+}
+"""The first run's launch events, as Dagster's event log stores them (runs were pipelines)."""
 
 
 def launch_timeline(url: str, dropped: datetime) -> list[tuple[str, float]]:
-    """When the sensor's first tick with a request began and the first run's launch events,
-    in seconds from the drop, from Dagster's storage (the `dagster` database beside ours)."""
+    """When the sensor created the first run and that run's launch events, in seconds from the
+    drop, from Dagster's storage (the `dagster` database beside ours)."""
     since = dropped.replace(tzinfo=None)  # Dagster stores naive UTC
     with psycopg.connect(url, dbname="dagster") as conn:
-        tick = conn.execute(
-            "SELECT min(timestamp) FROM job_ticks WHERE timestamp >= %s AND status = 'SUCCESS'",
-            (since,),
-        ).fetchone()
+        created = conn.execute(
+            "SELECT min(create_timestamp) FROM runs WHERE create_timestamp >= %s", (since,)
+        ).fetchone()[0]
         events = conn.execute(
             "SELECT dagster_event_type, min(timestamp) FROM event_logs "
             "WHERE timestamp >= %s AND dagster_event_type = ANY(%s) GROUP BY 1 ORDER BY 2",
             (since, list(LAUNCH_EVENTS)),
         ).fetchall()
-    return [
-        (name.lower(), (at - since).total_seconds())
-        for name, at in [("SENSOR_TICK", tick[0]), *events]
-        if at is not None
-    ]
+    named = [("run created", created), *((LAUNCH_EVENTS[name], at) for name, at in events)]
+    return [(name, (at - since).total_seconds()) for name, at in named if at is not None]
 
 
 def run_shape(total_events: int, events_per_file: int) -> dict[str, float]:

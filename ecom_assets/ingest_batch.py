@@ -27,7 +27,6 @@ from ecom_assets.resources.event_files import (
     move_to_processed,
     printable_name,
     quarantine,
-    sha256_of,
 )
 from ecom_assets.resources.event_reader import ReadableFile, file_names
 from ecom_assets.resources.event_sink import (
@@ -41,7 +40,7 @@ from ecom_assets.resources.event_sink import (
     staged_rows,
 )
 from ecom_assets.resources.file_ledger import Fingerprinted, claim_files, mark_quarantined
-from ecom_assets.schema.detection import detect_file
+from ecom_assets.schema.detection import scan_file
 from ecom_assets.settings import Settings
 from ecom_assets.transforms.arrow_routing import FileCounts
 from ecom_assets.transforms.file_rows import FileRows
@@ -176,7 +175,9 @@ def stage_batch(
                 continue
             quarantine(file.path, settings.quarantine_dir, {"reason": NON_UTF8_NAME})
             staged.quarantined[printable_name(file.name)] = NON_UTF8_NAME
-        claim = claim_files(conn, run_id, [Fingerprinted(f, sha256_of(f.path)) for f in files])
+        scans = {file.name: scan_file(file.path) for file in files}
+        fingerprinted = [Fingerprinted(file, scans[file.name].sha256) for file in files]
+        claim = claim_files(conn, run_id, fingerprinted)
         batch.on_step("claimed")
         for item in claim.already_committed:
             move_to_processed(item.file.path, settings.processed_dir, item.file.partition)
@@ -185,7 +186,7 @@ def stage_batch(
             quarantine(item.file.path, settings.quarantine_dir, {"reason": NAME_REUSED})
             staged.quarantined[item.file.name] = NAME_REUSED
         for item in claim.to_process:
-            header = detect_file(item.file.path)
+            header = scans[item.file.name].header
             if header.ingestible:
                 landed = ReadableFile.landed(item.file.path, header, item.file.modified_at)
                 staged.readable.append(landed)

@@ -1,13 +1,14 @@
-"""watch_input_files: an idle directory is watched, a busy one is listed once."""
+"""Listing the input directory: names to skip, and an idle directory watched, a busy one not."""
 
 from __future__ import annotations
 
 import os
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
-from ecom_assets.resources.event_files import WATCH_POLL_S, watch_input_files
+from ecom_assets.resources.event_files import WATCH_POLL_S, list_input_files, watch_input_files
 
 NAME = "events_20261206T101500000000Z_00000001.csv"
 
@@ -65,3 +66,11 @@ def test_waiting_files_are_listed_once_and_returned_at_once(tmp_path: Path) -> N
     files, _ = watch_input_files(input_dir, settle_s=1, watch_s=5)
     assert [file.name for file in files] == [NAME]
     assert time.monotonic() - started < WATCH_POLL_S
+
+
+def test_a_listing_passes_over_the_names_to_skip(tmp_path: Path) -> None:
+    names = [f"events_20261206T1015{second:02d}000000Z_00000001.csv" for second in range(3)]
+    for name in names:
+        (tmp_path / name).write_text("event_id\n")
+    listed = list_input_files(tmp_path, 0, datetime.now(tz=UTC), skip={names[0], names[2]})
+    assert [file.name for file in listed] == [names[1]]

@@ -17,6 +17,7 @@ from ecom_assets.ingest import (
     batch_budget,
     ingest_partition,
     next_files,
+    pending_files,
 )
 from ecom_assets.partitions import PARTITION_FORMAT
 from ecom_assets.resources.event_sink import StagingTables
@@ -51,12 +52,12 @@ def test_batches_are_bounded_by_size_and_by_count(ingest_settings: Settings) -> 
     generate_files(ingest_settings.input_dir, ingest_settings.log_dir, hour, "--files", "3",
                    "--events-per-file", "5000", "--schema", "v3")  # fmt: skip
     partition, now = hour.strftime(PARTITION_FORMAT), datetime.now(tz=UTC)  # after the files
-    names = {path.name for path in ingest_settings.input_dir.glob("*.csv")}
+    waiting = pending_files(ingest_settings, partition, now)
     sizes = sorted(path.stat().st_size for path in ingest_settings.input_dir.glob("*.csv"))
     assert sizes[0] > 512 * 1024 and sizes[-1] < 1024 * 1024  # one fits in 1 MB, two do not
 
     def files_of_batch(settings: Settings, number: int = RAMP_BATCHES + 1) -> int:
-        return len(next_files(settings, partition, names, set(), 0.0, lambda: now, number))
+        return len(next_files(settings, partition, waiting, set(), 0.0, lambda: now, number))
 
     assert files_of_batch(batched(ingest_settings, max_mb=1)) == 1
     assert files_of_batch(batched(ingest_settings, max_mb=2)) == 2

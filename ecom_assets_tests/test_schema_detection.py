@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ecom_assets.schema.detection import HeaderMatch, detect_file, detect_header, read_header
+from ecom_assets.schema.detection import HeaderMatch, detect_file, detect_header, header_line
 from ecom_assets.schema.versions import V1, V2, V3, VERSIONS, SchemaVersion
 
 
@@ -187,23 +187,23 @@ def write(path: Path, text: str) -> Path:
 def test_detect_file_reads_the_first_line_only(tmp_path: Path, version: SchemaVersion) -> None:
     body = line(*version.column_names) + "\r\n" + "x," * 1000 + "\n" + "not,a,header\n"
     path = write(tmp_path / "events.csv", "\ufeff" + body)
-    assert read_header(path) == "\ufeff" + line(*version.column_names) + "\r\n"
+    assert header_line(path.read_bytes()) == "\ufeff" + line(*version.column_names) + "\r\n"
     assert detect_file(path).version is version
 
 
-def test_read_header_of_empty_and_headerless_files(tmp_path: Path) -> None:
-    assert read_header(write(tmp_path / "empty.csv", "")) == ""
+def test_header_line_of_empty_and_headerless_files(tmp_path: Path) -> None:
+    assert header_line(write(tmp_path / "empty.csv", "").read_bytes()) == ""
     assert detect_file(tmp_path / "empty.csv").reason == "empty header: no column names"
-    assert read_header(write(tmp_path / "one.csv", "event_id")) == "event_id"
+    assert header_line(write(tmp_path / "one.csv", "event_id").read_bytes()) == "event_id"
 
 
-def test_read_header_stops_on_a_huge_first_line(tmp_path: Path) -> None:
+def test_header_line_stops_on_a_huge_first_line(tmp_path: Path) -> None:
     path = write(tmp_path / "blob.csv", "x" * 1_000_000)
-    assert len(read_header(path)) == 64 * 1024
+    assert len(header_line(path.read_bytes())) == 64 * 1024
     assert isinstance(detect_file(path), HeaderMatch)
 
 
-def test_read_header_survives_invalid_utf8(tmp_path: Path) -> None:
+def test_header_line_survives_invalid_utf8(tmp_path: Path) -> None:
     path = tmp_path / "binary.csv"
     path.write_bytes(b"\xff\xfe" + line(*V1.column_names).encode() + b"\n")
     assert not detect_file(path).ingestible

@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from ecom_assets.schema.detection import detect_file
-from ecom_assets.schema.file_checks import MAX_FIELDS, SCAN_CHUNK, content_problem, name_problem
+from ecom_assets.schema.file_checks import (
+    MAX_FIELDS,
+    SCAN_CHUNK,
+    ContentScan,
+    chunks,
+    name_problem,
+)
 from ecom_assets.schema.versions import V1
 
 HEADER = ",".join(V1.column_names).encode() + b"\n"
@@ -49,6 +55,16 @@ def write(tmp_path: Path, content: bytes) -> Path:
     path = tmp_path / "events.csv"
     path.write_bytes(content)
     return path
+
+
+def content_problem(path: Path) -> str | None:
+    """The first problem ContentScan finds in the file's chunks, as scan_file reads them."""
+    scan = ContentScan()
+    with open(path, "rb") as file:
+        for chunk in chunks(file):
+            if problem := scan.feed(chunk):
+                return problem
+    return scan.finish()
 
 
 @pytest.mark.parametrize(
@@ -108,3 +124,23 @@ def test_a_refused_file_is_not_ingestible_and_keeps_its_header_report(tmp_path: 
     named = tmp_path / "my events.csv"
     named.write_bytes(HEADER)
     assert "file name" in detect_file(named).reason
+
+
+@pytest.mark.parametrize("lead", [b"", b"a\n"], ids=["line-after-header", "later-line"])
+@pytest.mark.parametrize("spill", [0, MAX_FIELDS // 2], ids=["at-boundary", "spilled"])
+def test_a_wide_line_is_found_however_the_chunks_split_it(
+    tmp_path: Path, lead: bytes, spill: int
+) -> None:
+    """The shortcuts (a chunk shorter than the limit; fewer commas than it) must still carry
+    the commas of a line left open at a chunk's end into the next chunk."""
+    half = b"," * (MAX_FIELDS // 2)
+    start = HEADER + lead + half
+    content = start + b"x" * (SCAN_CHUNK - len(start) + spill) + half + b"\n"
+    assert f"more fields than the {MAX_FIELDS}" in str(content_problem(write(tmp_path, content)))
+    assert content_problem(write(tmp_path, content.replace(b",\n", b"\n"))) is None
+
+
+def test_a_small_file_is_read_in_one_chunk(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER + b"a,b\r\nc,d\n")
+    with open(path, "rb") as file:
+        assert list(chunks(file)) == [path.read_bytes()]

@@ -9,17 +9,15 @@ it). Moves are renames within one file system, so a file is always in exactly on
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ecom_assets.partitions import partition_key
-
-_HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -39,8 +37,14 @@ class InputFile:
         return self.directory / self.name
 
 
-def list_input_files(input_dir: Path, settle_s: float, now: datetime) -> list[InputFile]:
-    """Settled candidate files, oldest name first; never follows links or leaves the directory."""
+def list_input_files(
+    input_dir: Path, settle_s: float, now: datetime, skip: Collection[str] = ()
+) -> list[InputFile]:
+    """Settled candidate files, oldest name first; never follows links or leaves the directory.
+
+    Names in ``skip`` are passed over before any other work: a lingering run polls a directory
+    that still holds the thousands of files its last batches are committing.
+    """
     files = []
     try:
         entries = list(os.scandir(input_dir))
@@ -48,7 +52,7 @@ def list_input_files(input_dir: Path, settle_s: float, now: datetime) -> list[In
         return []
     settled_before = now.timestamp() - settle_s
     for entry in entries:
-        if entry.name.startswith(".") or not entry.name.endswith(".csv"):
+        if entry.name in skip or entry.name.startswith(".") or not entry.name.endswith(".csv"):
             continue
         if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
             continue
@@ -96,14 +100,6 @@ def is_utf8_name(name: str) -> bool:
 def printable_name(name: str) -> str:
     """The name with bytes that are not UTF-8 as \\xNN, for logs, metadata and the ledger."""
     return os.fsencode(name).decode("utf-8", "backslashreplace")
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def move_to_processed(file: Path, processed_dir: Path, partition: str) -> Path:
