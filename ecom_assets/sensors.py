@@ -1,13 +1,15 @@
 """The input-directory sensor: new settled files become run requests for their partitions.
 
-It lists the directory and never opens a file. Since a run ingests every pending file of its
-partition, the cursor only keeps, per partition with files waiting, the newest modification
-time already requested and when: a partition is requested again when a newer file lands, or
-when its files are still waiting `ECOM_INGEST_RETRY_AFTER_S` later (a crashed run). A partition
-that already has a run queued but not started is not requested again: that run lists the files
-when it starts, so it takes the new ones too, and a run that keeps taking arrivals (ingest.py)
-gets at most one successor in the queue, not one per tick. The cursor stays as small as the
-number of partitions with waiting files.
+It lists the directory and never opens a file; a tick that finds no settled file watches the
+directory for up to ECOM_INGEST_SENSOR_WATCH_S, since Dagster's daemon ticks every 5 s at most
+(docs/decisions.md 44). Since a run ingests every pending file of its partition, the cursor only
+keeps, per partition with files waiting, the newest modification time already requested and
+when: a partition is requested again when a newer file lands, or when its files are still
+waiting `ECOM_INGEST_RETRY_AFTER_S` later (a crashed run). A partition that already has a run
+queued but not started is not requested again: that run lists the files when it starts, so it
+takes the new ones too, and a run that keeps taking arrivals (ingest.py) gets at most one
+successor in the queue, not one per tick. The cursor stays as small as the number of partitions
+with waiting files.
 """
 
 from __future__ import annotations
