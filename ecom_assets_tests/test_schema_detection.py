@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
-from ecom_assets.schema.detection import HeaderMatch, detect_file, detect_header, header_line
+from ecom_assets.schema.detection import (
+    HeaderMatch,
+    detect_file,
+    detect_header,
+    header_line,
+    scan_file,
+)
+from ecom_assets.schema.file_checks import SCAN_CHUNK
 from ecom_assets.schema.versions import V1, V2, V3, VERSIONS, SchemaVersion
 
 
@@ -207,3 +215,28 @@ def test_header_line_survives_invalid_utf8(tmp_path: Path) -> None:
     path = tmp_path / "binary.csv"
     path.write_bytes(b"\xff\xfe" + line(*V1.column_names).encode() + b"\n")
     assert not detect_file(path).ingestible
+
+
+@pytest.mark.parametrize(
+    ("first_bytes", "line"),
+    [
+        (b"a,b\nc,d\n", "a,b\n"),
+        (b"a,b\r\nc,d\r\n", "a,b\r\n"),
+        (b"a,b\rc,d\r", "a,b\r"),  # a lone CR ends a line, as in text mode
+        (b"a,b", "a,b"),
+    ],
+    ids=["lf", "crlf", "cr", "unterminated"],
+)
+def test_header_line_ends_where_text_mode_ends_a_line(first_bytes: bytes, line: str) -> None:
+    assert header_line(first_bytes) == line
+
+
+@pytest.mark.parametrize("size", [10, SCAN_CHUNK + 10], ids=["one-chunk", "two-chunks"])
+def test_scan_file_fingerprints_every_byte_once(tmp_path: Path, size: int) -> None:
+    header = line(*V1.column_names) + "\n"
+    content = header.encode() + b"x" * (size - 1) + b"\n"
+    path = tmp_path / "events.csv"
+    path.write_bytes(content)
+    scanned = scan_file(path)
+    assert scanned.sha256 == hashlib.sha256(content).hexdigest()
+    assert scanned.header.version is V1
