@@ -31,7 +31,7 @@ def test_a_file_landing_during_the_watch_is_returned_within_a_poll(tmp_path: Pat
     waited = time.monotonic() - started
     timer.join()
     assert [file.name for file in files] == [NAME]
-    assert 0.5 <= waited < 0.5 + WATCH_POLL_S + 0.5
+    assert 0.5 <= waited < 3  # when the file landed, well before the 5 s watch ends
 
 
 def test_a_file_is_returned_only_once_settled(tmp_path: Path) -> None:
@@ -42,7 +42,7 @@ def test_a_file_is_returned_only_once_settled(tmp_path: Path) -> None:
     files, listed_at = watch_input_files(input_dir, settle_s=0.6, watch_s=5)
     waited = time.monotonic() - started
     assert [file.name for file in files] == [NAME]
-    assert 0.6 - WATCH_POLL_S <= waited < 0.6 + WATCH_POLL_S + 0.5
+    assert 0.6 - WATCH_POLL_S <= waited < 3
     assert (listed_at - files[0].modified_at).total_seconds() >= 0.6
 
 
@@ -54,7 +54,7 @@ def test_an_idle_directory_is_watched_for_watch_s_then_reported_empty(tmp_path: 
     files, _ = watch_input_files(input_dir, settle_s=0, watch_s=0.8)
     waited = time.monotonic() - started
     assert files == []
-    assert 0.8 <= waited < 0.8 + 0.5
+    assert waited >= 0.8
 
 
 def test_waiting_files_are_listed_once_and_returned_at_once(tmp_path: Path) -> None:
@@ -65,7 +65,7 @@ def test_waiting_files_are_listed_once_and_returned_at_once(tmp_path: Path) -> N
     started = time.monotonic()
     files, _ = watch_input_files(input_dir, settle_s=1, watch_s=5)
     assert [file.name for file in files] == [NAME]
-    assert time.monotonic() - started < WATCH_POLL_S
+    assert time.monotonic() - started < 2  # one listing, not the 5 s watch
 
 
 def test_a_listing_passes_over_the_names_to_skip(tmp_path: Path) -> None:
