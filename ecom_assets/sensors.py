@@ -112,7 +112,8 @@ def make_input_files_sensor(job: dg.UnresolvedAssetJobDefinition, settings: Sett
             parse_cursor(context.cursor),
             now.timestamp(),
             ingestion.retry_after_s,
-            queued=queued_partitions(context.instance, job.name),
+            # an idle tick needs no run storage: context.instance connects anew each tick
+            queued=queued_partitions(context.instance, job.name) if files else (),
         )
         requests = [
             dg.RunRequest(
