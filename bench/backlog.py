@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
 import subprocess
 import sys
 import time
@@ -31,6 +32,8 @@ from pathlib import Path
 
 import psycopg
 from harness import Stack, StackUsage, running_stack, wait_committed  # bench/ is the script's dir
+
+from ecom_assets.stack.run_launcher import PooledRunLauncher
 
 
 def generate(stack: Stack, files: int, events_per_file: int) -> Path:
@@ -115,6 +118,21 @@ def launch_timeline(url: str, dropped: datetime) -> list[tuple[str, float]]:
     return [(name, (at - since).total_seconds()) for name, at in named if at is not None]
 
 
+def launch_path(url: str, dropped: datetime) -> str:
+    """How the first run's worker started: the pooled launcher's engine event, if any."""
+    since = dropped.replace(tzinfo=None)
+    with psycopg.connect(url, dbname="dagster") as conn:
+        event = conn.execute(
+            "SELECT event FROM event_logs WHERE timestamp >= %s "
+            "AND dagster_event_type = 'ENGINE_EVENT' AND event LIKE %s ORDER BY id LIMIT 1",
+            (since, f"%[{PooledRunLauncher.__name__}]%"),
+        ).fetchone()
+    if event is None:
+        return "by Dagster's code server (no pooled launcher)"
+    found = re.search(rf"\[{PooledRunLauncher.__name__}\] ([^\"]*)", event[0])
+    return found.group(1) if found else "by the pooled launcher"
+
+
 def run_shape(total_events: int, events_per_file: int) -> dict[str, float]:
     files = total_events // events_per_file
     quiet = {"ECOM_DAGSTER_ANALYTICS_CRON": QUIET_CRON}
@@ -137,6 +155,7 @@ def run_shape(total_events: int, events_per_file: int) -> dict[str, float]:
                 (dropped, dropped),
             ).fetchall()
         launch = launch_timeline(stack.url, dropped)
+        launched = launch_path(stack.url, dropped)
         ceiling_rows, ceiling_s = ceiling(stack.url)
     rate, ceiling_rate = rows / seconds, ceiling_rows / ceiling_s
     launch_s = (first_claim - dropped).total_seconds()
@@ -150,6 +169,7 @@ def run_shape(total_events: int, events_per_file: int) -> dict[str, float]:
         flush=True,
     )
     print("  " + ", ".join(f"{step} {at:.2f} s" for step, at in launch), flush=True)
+    print(f"  run worker: {launched}", flush=True)
     for number, batch_files, batch_rows, began, committed in batches:
         print(
             f"  batch {number}: {batch_files} files, {batch_rows:,} rows, staging from "

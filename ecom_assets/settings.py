@@ -137,6 +137,13 @@ class DagsterSettings(BaseSettings):
     port: int = Field(3000, ge=1024, le=65535, description="Webserver port.")
     max_concurrent_runs: int = Field(4, ge=1, le=100, description="Runs in progress at once.")
     dequeue_interval_s: int = Field(1, ge=1, le=60, description="Queued run coordinator tick.")
+    run_pool: bool = Field(
+        True,
+        description=(
+            "Runs start as forks of a process that has already imported Dagster and the code "
+            "location (`ecom_assets/stack/run_pool.py`); false: Dagster's default launcher."
+        ),
+    )
     analytics_cron: str = Field(
         "*/5 * * * *", description="When the analytics views are refreshed (cron, UTC)."
     )
@@ -383,6 +390,11 @@ def _describe(group: type[BaseSettings], error: dict[str, Any]) -> str:
     return f"{name}={value!r}: {error['msg']}{suffix}"
 
 
+def env_file() -> Path:
+    """The optional settings file read after the environment (``ECOM_ENV_FILE``)."""
+    return Path(os.environ.get("ECOM_ENV_FILE", ".env"))
+
+
 def load_settings(**overrides: BaseSettings) -> Settings:
     """Read every group from the environment; raise one SettingsError listing all bad values."""
     groups: dict[str, BaseSettings] = {}
@@ -392,7 +404,7 @@ def load_settings(**overrides: BaseSettings) -> Settings:
             groups[key] = overrides[key]
             continue
         try:
-            groups[key] = group(_env_file=os.environ.get("ECOM_ENV_FILE", ".env"))
+            groups[key] = group(_env_file=env_file())
         except ValidationError as exc:
             problems.extend(_describe(group, error) for error in exc.errors())
     if problems:

@@ -100,7 +100,9 @@ def status(env: dict[str, str]) -> tuple[int, list[dict]]:
 def test_up_status_down_and_resume(stack_env: dict[str, str]) -> None:
     home = stack_env["ECOM_HOME"]
     process, lines = start_up(stack_env)
-    for part in ("postgresql", "migrations", "spark", "dagster", "spark warm-up", "generator"):
+    started = ("postgresql", "migrations", "spark", "run pool", "dagster", "spark warm-up",
+               "generator")  # fmt: skip
+    for part in started:
         assert any(line.startswith(f"[up] {part}") and "ready in" in line for line in lines)
     # the warm-up went through the whole plan: 3 generated files of every version
     assert any("ingest plan run on 600 sample rows" in line for line in lines), lines
@@ -108,7 +110,7 @@ def test_up_status_down_and_resume(stack_env: dict[str, str]) -> None:
     code, parts = status(stack_env)
     assert code == 0, parts
     assert {part["part"]: part["healthy"] for part in parts} == {
-        "postgresql": True, "spark": True, "dagster": True, "generator": True,
+        "postgresql": True, "spark": True, "dagster": True, "run pool": True, "generator": True,
     }  # fmt: skip
     url = f"http://127.0.0.1:{stack_env['ECOM_DAGSTER_PORT']}/"
     with urllib.request.urlopen(url, timeout=10) as response:

@@ -11,6 +11,8 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
 
 from ecom_assets.settings import Settings
 from ecom_assets.stack.dagster_home import STORAGE_URL_ENV, write_dagster_home
+from ecom_assets.stack.run_launcher import PooledRunLauncher
+from ecom_assets.stack.run_pool import socket_path
 
 
 def test_the_instance_runs_only_the_daemons_the_platform_uses(
@@ -31,3 +33,20 @@ def test_the_instance_runs_only_the_daemons_the_platform_uses(
             MonitoringDaemon,
         )
     }
+
+
+@pytest.mark.parametrize("pooled", [True, False])
+def test_runs_launch_from_the_run_pool_unless_it_is_turned_off(
+    ingest_settings: Settings, database_url: str, monkeypatch: pytest.MonkeyPatch, pooled: bool
+) -> None:
+    monkeypatch.setenv(STORAGE_URL_ENV, "postgresql+psycopg2://" + database_url.split("://", 1)[1])
+    settings = ingest_settings.model_copy(
+        update={"dagster": ingest_settings.dagster.model_copy(update={"run_pool": pooled})}
+    )
+    with dg.DagsterInstance.from_config(str(write_dagster_home(settings))) as instance:
+        launcher = instance.run_launcher
+    if pooled:
+        assert isinstance(launcher, PooledRunLauncher)
+        assert launcher.inst_data.config_dict == {"socket": str(socket_path(settings))}
+    else:
+        assert isinstance(launcher, dg.DefaultRunLauncher)

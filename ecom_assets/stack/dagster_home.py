@@ -1,4 +1,5 @@
-"""DAGSTER_HOME managed by the project: run storage in PostgreSQL and a bounded run queue."""
+"""DAGSTER_HOME managed by the project: run storage in PostgreSQL, a bounded run queue, and runs
+launched from the warm run pool."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from ecom_assets.settings import Settings
+from ecom_assets.stack.run_pool import socket_path
 
 STORAGE_URL_ENV = "ECOM_DAGSTER_STORAGE_URL"
 INGEST_CONCURRENCY_TAG = "ecom/ingest"
@@ -32,6 +34,17 @@ def instance_config(settings: Settings) -> dict:
                 ],
             },
         },
+        **(
+            {
+                "run_launcher": {
+                    "module": "ecom_assets.stack.run_launcher",
+                    "class": "PooledRunLauncher",
+                    "config": {"socket": str(socket_path(settings))},
+                }
+            }
+            if settings.dagster.run_pool
+            else {}  # Dagster's default: the code server spawns each run
+        ),
         "run_monitoring": {"enabled": True},
         # no asset has an automation condition or a freshness policy: their daemons would only
         # poll the storage (docs/decisions.md 39)

@@ -1,6 +1,7 @@
 """`ecom up` / `down` / `status`: the whole local platform as one supervised process tree.
 
-`up` starts each part in order (PostgreSQL, migrations, Spark Connect, Dagster, generator),
+`up` starts each part in order (PostgreSQL, migrations, Spark Connect, the run pool, Dagster,
+the generator),
 health-checks it before the next, records the process groups in `<state>/stack.json`, and on
 Ctrl-C, SIGTERM or the death of any part stops everything in reverse order. `down` asks a running
 supervisor to do that, and cleans up by itself when the supervisor is already gone.
@@ -24,6 +25,7 @@ import psycopg
 
 from ecom_assets.resources.migrations import apply_migrations, discover_migrations
 from ecom_assets.settings import Settings
+from ecom_assets.stack import run_pool
 from ecom_assets.stack.dagster_home import STORAGE_URL_ENV, write_dagster_home
 from ecom_assets.stack.local import (
     DAGSTER_DATABASE,
@@ -170,6 +172,26 @@ class Supervisor:
             raise StackError(f"the Spark warm-up failed:\n{result.stderr[-3000:]}")
         return f"ingest plan run on {result.stdout.strip()} sample rows"
 
+    def start_run_pool(self) -> str:
+        """The warm process Dagster's runs are forked from (run_pool.py)."""
+        settings = self.settings
+        if not settings.dagster.run_pool:
+            return "disabled (ECOM_DAGSTER_RUN_POOL=false): Dagster's code server spawns runs"
+        path = run_pool.socket_path(settings)
+        log = settings.log_dir / "run_pool.log"
+        argv = [sys.executable, "-m", "ecom_assets.stack.run_pool", "--socket", str(path)]
+        process = start_group(argv, log, env=child_environment(settings), cwd=PROJECT_ROOT)
+        self._record("run pool", process)
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise StackError(f"the run pool exited with {process.returncode}:\n{tail(log)}")
+            return run_pool.answers(path)
+
+        if not wait_until(ready, 120, interval_s=0.2):
+            raise StackError(f"the run pool does not answer at {path} after 120 s:\n{tail(log)}")
+        return f"pid {process.pid}, socket {path}, log {log}"
+
     def start_dagster(self) -> str:
         settings = self.settings
         home = write_dagster_home(settings)
@@ -222,6 +244,7 @@ class Supervisor:
             self._timed("postgresql", self.start_postgres)
             self._timed("migrations", self.migrate)
             self._timed("spark", self.start_spark)
+            self._timed("run pool", self.start_run_pool)
             self._timed("dagster", self.start_dagster)
             self._timed("spark warm-up", self.warm_up_spark)
             self._timed("generator", self.start_generator)
@@ -309,6 +332,9 @@ def status(settings: Settings) -> list[PartStatus]:
     parts = [_postgres_status(settings), _spark_status(settings)]
     url = dagster_url(settings)
     parts.append(PartStatus("dagster", http_ok(url + "/server_info"), url))
+    if settings.dagster.run_pool:
+        path = run_pool.socket_path(settings)
+        parts.append(PartStatus("run pool", run_pool.answers(path), str(path)))
     state = read_state(settings)
     generator_pid = state.groups.get("generator") if state else None
     if not settings.generator.enabled:
