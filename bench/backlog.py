@@ -27,11 +27,18 @@ import re
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from harness import Stack, StackUsage, running_stack, wait_committed  # bench/ is the script's dir
+from harness import (  # bench/ is the script's dir
+    Stack,
+    StackUsage,
+    WaitSampler,
+    running_stack,
+    wait_committed,
+)
 
 from ecom_assets.stack.run_launcher import PooledRunLauncher
 
@@ -133,13 +140,14 @@ def launch_path(url: str, dropped: datetime) -> str:
     return found.group(1) if found else "by the pooled launcher"
 
 
-def run_shape(total_events: int, events_per_file: int) -> dict[str, float]:
+def run_shape(total_events: int, events_per_file: int, waits: bool) -> dict[str, float]:
     files = total_events // events_per_file
     quiet = {"ECOM_DAGSTER_ANALYTICS_CRON": QUIET_CRON}
     with running_stack(generator=False, **quiet) as stack:
         outside = generate(stack, files, events_per_file)
         print(f"{files} files x {events_per_file} events generated; dropping them", flush=True)
-        with StackUsage(stack) as usage:
+        sampler = WaitSampler(stack.url) if waits else nullcontext()
+        with StackUsage(stack) as usage, sampler:
             dropped = datetime.now(tz=UTC)
             for path in sorted(outside.glob("*.csv")):
                 path.rename(stack.input_dir / path.name)
@@ -185,6 +193,10 @@ def run_shape(total_events: int, events_per_file: int) -> dict[str, float]:
     )
     for part, cpu_s in sorted(cpu.items(), key=lambda item: item[1], reverse=True):
         print(f"    {cpu_s:6.1f} s  {cpu_s / rows * 1e6:5.1f} us/row  {part}", flush=True)
+    if isinstance(sampler, WaitSampler):
+        print("  active backends of ecom, share of samples by wait and statement:", flush=True)
+        for line in sampler.top():
+            print("    " + line, flush=True)
     return {
         "rows_per_s": rate,
         "ceiling_rows_per_s": ceiling_rate,
@@ -198,8 +210,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--shapes", default="10000,100", help="events per file, comma-separated")
+    parser.add_argument(
+        "--waits", action="store_true", help="sample the backends' wait events (10 per s)"
+    )
     args = parser.parse_args()
-    results = {int(size): run_shape(args.events, int(size)) for size in args.shapes.split(",")}
+    results = {
+        int(size): run_shape(args.events, int(size), args.waits) for size in args.shapes.split(",")
+    }
     figures = " ".join(
         f"f{size}_{key}={value:.0f}" if key != "ratio" else f"f{size}_{key}={value:.2f}"
         for size, result in results.items()

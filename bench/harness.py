@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -213,6 +214,46 @@ class StackUsage:
         for name, last in self.cpu_last.items():
             parts[last.part] = parts.get(last.part, 0.0) + last.cpu_s - self.cpu_first[name]
         return parts
+
+
+@dataclass
+class WaitSampler:
+    """Samples what the database's active backends are doing, every ``interval_s`` in a thread:
+    their wait event ("CPU" when none: running or runnable) and the statement's first words.
+    The shares show whether the commits compute or wait (locks, I/O, WAL)."""
+
+    url: str
+    interval_s: float = 0.1
+    samples: Counter[tuple[str, str]] = field(default_factory=Counter)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self) -> WaitSampler:
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self._stop.wait(self.interval_s):
+                self.samples.update(
+                    conn.execute(
+                        "SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU'), "
+                        "left(regexp_replace(query, '\\s+', ' ', 'g'), 32) "
+                        "FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND state = 'active' AND pid <> pg_backend_pid()"
+                    ).fetchall()
+                )
+
+    def top(self, count: int = 12) -> list[str]:
+        total = sum(self.samples.values()) or 1
+        return [
+            f"{seen / total:6.1%}  {wait:<28} {query}"
+            for (wait, query), seen in self.samples.most_common(count)
+        ]
 
 
 def committed_files(url: str) -> int:

@@ -11,6 +11,7 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
 
 from ecom_assets.settings import Settings
 from ecom_assets.stack.dagster_home import STORAGE_URL_ENV, write_dagster_home
+from ecom_assets.stack.run_coordinator import ImmediateRunCoordinator
 from ecom_assets.stack.run_launcher import PooledRunLauncher
 from ecom_assets.stack.run_pool import socket_path
 
@@ -22,6 +23,7 @@ def test_the_instance_runs_only_the_daemons_the_platform_uses(
     home = write_dagster_home(ingest_settings)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         daemons = set(instance.get_required_daemon_types())
+        assert isinstance(instance.run_coordinator, ImmediateRunCoordinator)
     # no AssetDaemon (automation conditions) and no FreshnessDaemon: nothing uses them
     assert daemons == {
         daemon.daemon_type()

@@ -1,5 +1,5 @@
-"""DAGSTER_HOME managed by the project: run storage in PostgreSQL, a bounded run queue, and runs
-launched from the warm run pool."""
+"""DAGSTER_HOME managed by the project: run storage in PostgreSQL, a bounded run queue that
+launches at once when nothing waits, and runs forked from the warm run pool."""
 
 from __future__ import annotations
 
@@ -23,9 +23,10 @@ def instance_config(settings: Settings) -> dict:
     """dagster.yaml as a dict. The storage URL is read from an env var, never written down."""
     return {
         "storage": {"postgres": {"postgres_url": {"env": STORAGE_URL_ENV}}},
+        # Dagster's queue, launching at once when nothing waits (docs/decisions.md 47)
         "run_coordinator": {
-            "module": "dagster._core.run_coordinator",
-            "class": "QueuedRunCoordinator",
+            "module": "ecom_assets.stack.run_coordinator",
+            "class": "ImmediateRunCoordinator",
             "config": {
                 "max_concurrent_runs": settings.dagster.max_concurrent_runs,
                 "dequeue_interval_seconds": settings.dagster.dequeue_interval_s,

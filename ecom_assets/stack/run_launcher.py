@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,7 +74,6 @@ class PooledRunLauncher(RunLauncher, ConfigurableClass):
     def __init__(self, socket_path: str, inst_data: ConfigurableClassData | None = None) -> None:
         self._socket_path = socket_path
         self._inst_data = inst_data
-        self._started: list[subprocess.Popen[bytes]] = []
         super().__init__()
 
     @property
@@ -111,10 +111,9 @@ class PooledRunLauncher(RunLauncher, ConfigurableClass):
 
     def _start_process(self, python: str, payload: str) -> int:
         """`dagster api execute_run` in a new interpreter: the run's own, as Dagster would."""
-        self._started = [process for process in self._started if process.poll() is None]
         argv = [python, "-m", "dagster", "api", "execute_run", payload]
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
-        self._started.append(process)
+        threading.Thread(target=process.wait, daemon=True).start()  # reaped when it exits
         return process.pid
 
     def terminate(self, run_id: str) -> bool:
