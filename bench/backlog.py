@@ -101,7 +101,7 @@ def _sink_once(conn: psycopg.Connection, rows_csv: bytes) -> tuple[int, float]:
 
 LAUNCH_EVENTS = {
     "PIPELINE_ENQUEUED": "queued",
-    "PIPELINE_STARTING": "dequeued",
+    "PIPELINE_STARTING": "launching",
     "PIPELINE_START": "run process started",
     "STEP_START": "step started",
 }
@@ -113,16 +113,20 @@ def launch_timeline(url: str, dropped: datetime) -> list[tuple[str, float]]:
     drop, from Dagster's storage (the `dagster` database beside ours)."""
     since = dropped.replace(tzinfo=None)  # Dagster stores naive UTC
     with psycopg.connect(url, dbname="dagster") as conn:
-        created = conn.execute(
-            "SELECT min(create_timestamp) FROM runs WHERE create_timestamp >= %s", (since,)
-        ).fetchone()[0]
+        first = conn.execute(
+            "SELECT run_id, create_timestamp FROM runs WHERE create_timestamp >= %s "
+            "ORDER BY create_timestamp LIMIT 1",
+            (since,),
+        ).fetchone()
+        if first is None:
+            return []
         events = conn.execute(
             "SELECT dagster_event_type, min(timestamp) FROM event_logs "
-            "WHERE timestamp >= %s AND dagster_event_type = ANY(%s) GROUP BY 1 ORDER BY 2",
-            (since, list(LAUNCH_EVENTS)),
+            "WHERE run_id = %s AND dagster_event_type = ANY(%s) GROUP BY 1 ORDER BY 2",
+            (first[0], list(LAUNCH_EVENTS)),
         ).fetchall()
-    named = [("run created", created), *((LAUNCH_EVENTS[name], at) for name, at in events)]
-    return [(name, (at - since).total_seconds()) for name, at in named if at is not None]
+    named = [("run created", first[1]), *((LAUNCH_EVENTS[name], at) for name, at in events)]
+    return [(name, (at - since).total_seconds()) for name, at in named]
 
 
 def launch_path(url: str, dropped: datetime) -> str:
