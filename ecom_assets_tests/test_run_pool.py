@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -23,7 +24,7 @@ from dagster._core.launcher.base import WorkerStatus
 
 from ecom_assets.settings import PathSettings, load_settings
 from ecom_assets.stack.run_launcher import WORKER_TAG, PooledRunLauncher, worker_alive
-from ecom_assets.stack.run_pool import answers, refusal, socket_path
+from ecom_assets.stack.run_pool import REQUEST_TIMEOUT_S, answers, refusal, socket_path
 from ecom_assets.stack.supervisor import PROJECT_ROOT
 from ecom_assets_tests.test_run_pool_support import worker_job, worker_of, worker_run_config
 
@@ -46,15 +47,17 @@ def env_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def pool(tmp_path: Path, env_file: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+@contextmanager
+def running_pool(
+    tmp_path: Path, env_file: Path, *args: str, **env: str
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     """A run pool on a socket in tmp_path, its output in pool.log."""
     path = tmp_path / "pool.sock"
-    env = {**os.environ, "ECOM_ENV_FILE": str(env_file)}
+    environment = {**os.environ, "ECOM_ENV_FILE": str(env_file), **env}
     with open(tmp_path / "pool.log", "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ecom_assets.stack.run_pool", "--socket", str(path)],
-            env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "ecom_assets.stack.run_pool", "--socket", str(path), *args],
+            env=environment, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
         wait_for(lambda: answers(path), START_TIMEOUT_S, "the pool to answer")
@@ -62,6 +65,12 @@ def pool(tmp_path: Path, env_file: Path) -> Iterator[tuple[subprocess.Popen[byte
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture
+def pool(tmp_path: Path, env_file: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    with running_pool(tmp_path, env_file) as started:
+        yield started
 
 
 def pooled_instance(tmp_path: Path, path: Path) -> AbstractContextManager[dg.DagsterInstance]:
@@ -143,6 +152,39 @@ def test_changed_settings_run_afresh_and_the_pool_reloads(tmp_path: Path, pool, 
         assert finished(instance, run_id).status == dg.DagsterRunStatus.SUCCESS
         assert worker_of(tmp_path / "second.json")["parent"] == process.pid
     assert b"the code location changed; reloading" in (tmp_path / "pool.log").read_bytes()
+
+
+def test_a_code_location_that_fails_to_import_leaves_runs_to_new_interpreters(
+    tmp_path: Path, env_file: Path
+) -> None:
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "broken_location.py").write_text("raise RuntimeError('broken on purpose')\n")
+    path_with_it = os.pathsep.join([str(modules), os.environ.get("PYTHONPATH", "")])
+    with (
+        running_pool(
+            tmp_path, env_file, "--preload", "broken_location", PYTHONPATH=path_with_it
+        ) as (process, path),
+        pooled_instance(tmp_path, path) as instance,
+    ):
+        run_id = launch(instance, tmp_path / "worker.json")
+        assert finished(instance, run_id).status == dg.DagsterRunStatus.SUCCESS
+        assert worker_of(tmp_path / "worker.json")["parent"] == os.getpid()
+        assert (
+            "the code location failed to import: RuntimeError: broken on purpose"
+            in launch_message(instance, run_id)
+        )
+        assert process.poll() is None  # still serving
+
+
+def test_a_client_that_never_finishes_does_not_stop_the_pool(pool) -> None:
+    _, path = pool
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stuck:
+        stuck.connect(str(path))
+        stuck.sendall(b"{")  # and never shuts down its side
+        began = time.monotonic()
+        assert answers(path, timeout_s=REQUEST_TIMEOUT_S + 10)
+        assert time.monotonic() - began < REQUEST_TIMEOUT_S + 5
 
 
 def test_terminate_cancels_a_pooled_run(tmp_path: Path, pool) -> None:

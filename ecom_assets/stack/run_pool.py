@@ -6,9 +6,11 @@ step: 2-3 s on two cores, paid by every backlog and by the first live file (docs
 46). This process imports them once, then forks a child per run that executes it exactly as
 `dagster api execute_run` does (`run_launcher.PooledRunLauncher` sends it the same arguments).
 
-Before each fork it checks that the files it imported from the code location, and the settings
-file, are unchanged. If one changed it refuses the run, so the launcher starts a new interpreter
-as Dagster would, and re-executes itself to import the new code.
+Before each fork it checks that the code location's module files and the settings file are
+unchanged. If one changed it refuses the run, so the launcher starts a new interpreter as Dagster
+would, and re-executes itself to import the new code. A code location that fails to import does
+not stop the pool either: it refuses runs with the reason, and each run's new interpreter
+reports the error in the run, as Dagster's own launcher would.
 
 Whoever can write to the socket can run code as this user: it is created readable by its owner
 only, in the stack's state directory.
@@ -42,6 +44,7 @@ PRELOAD = (
 
 WATCHED_PACKAGE = "ecom_assets"
 MAX_SOCKET_PATH = 100  # bytes; AF_UNIX paths end at 107
+REQUEST_TIMEOUT_S = 5.0
 
 
 def socket_path(settings: Settings) -> Path:
@@ -92,16 +95,24 @@ def fingerprint(paths: list[str]) -> Fingerprint:
     return stamps
 
 
-def preload() -> list[str]:
-    """Import PRELOAD; the files a run would read again if it started afresh."""
-    for module in PRELOAD:
-        importlib.import_module(module)
-    files = [
-        module.__file__
-        for name, module in list(sys.modules.items())
-        if name.split(".")[0] == WATCHED_PACKAGE and getattr(module, "__file__", None)
-    ]
-    return [*sorted(files), str(env_file().resolve())]
+def watched_files() -> list[str]:
+    """What a run would read again if it started afresh: every module of the code location's
+    package (imported or not, so that a fix to a module that failed to import counts too) and
+    the settings file."""
+    package = Path(importlib.import_module(WATCHED_PACKAGE).__file__).parent
+    return [*sorted(map(str, package.rglob("*.py"))), str(env_file().resolve())]
+
+
+def preload(modules: list[str]) -> str | None:
+    """Import ``modules``; None, or why the code location cannot be imported (the pool then
+    refuses runs with that reason, and each starts in a new interpreter that reports it)."""
+    try:
+        for module in modules:
+            importlib.import_module(module)
+    except Exception as exc:  # any import failure: the runs will show it, the pool keeps serving
+        traceback.print_exc()
+        return f"the code location failed to import: {type(exc).__name__}: {exc}"
+    return None
 
 
 def listen(path: Path) -> socket.socket:
@@ -165,21 +176,32 @@ def fork_run(payload: str, *inherited: socket.socket) -> int:
         os._exit(code)
 
 
-def serve(listener: socket.socket, watched: list[str]) -> None:
+def answer(payload: bytes, changed: bool, broken: str | None, *inherited: socket.socket) -> dict:
+    """The reply to one request: a refusal with its reason, or the pid of the forked run."""
+    reason = "the code location changed since it was imported" if changed else broken
+    reason = reason or refusal(payload)
+    if reason:
+        return {"refused": reason}
+    try:
+        return {"pid": fork_run(payload.decode(), *inherited)}
+    except OSError as exc:  # no process to spare: the launcher starts one itself, or fails
+        return {"refused": f"fork failed: {exc}"}
+
+
+def serve(listener: socket.socket, watched: list[str], broken: str | None) -> None:
     """Answer requests until the watched files change; then return, to be reloaded."""
     imported = fingerprint(watched)
     while True:
         conn, _ = listener.accept()
+        conn.settimeout(REQUEST_TIMEOUT_S)  # a client that never finishes does not stop the pool
+        changed = False
         with conn:
-            payload = receive_all(conn)
-            changed = bool(payload) and fingerprint(watched) != imported
-            reason = "the code location changed since it was imported" if changed else None
-            reason = reason or refusal(payload)
-            if reason:
-                reply: dict[str, Any] = {"refused": reason}
-            else:
-                reply = {"pid": fork_run(payload.decode(), listener, conn)}
-            conn.sendall(json.dumps(reply).encode())
+            try:
+                payload = receive_all(conn)
+                changed = bool(payload) and fingerprint(watched) != imported
+                conn.sendall(json.dumps(answer(payload, changed, broken, listener, conn)).encode())
+            except OSError as exc:  # the client went away or stalled; the next one is served
+                print(f"run pool: request dropped: {exc}", flush=True)
         if changed:
             print("run pool: the code location changed; reloading", flush=True)
             return
@@ -188,16 +210,21 @@ def serve(listener: socket.socket, watched: list[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--socket", type=Path, required=True, help="Unix socket to listen on")
+    parser.add_argument(
+        "--preload", action="append", help=f"module to import first (default: {PRELOAD})"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no BLAS threads in a process that forks
-    watched = preload()
+    watched = watched_files()
+    broken = preload(args.preload or list(PRELOAD))
     listener = listen(args.socket)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the runs
-    print(f"run pool: ready, pid {os.getpid()}, socket {args.socket}", flush=True)
-    serve(listener, watched)
+    state = f"refusing runs, {broken}" if broken else "ready"
+    print(f"run pool: {state}; pid {os.getpid()}, socket {args.socket}", flush=True)
+    serve(listener, watched, broken)
     listener.close()
-    argv = [sys.executable, "-m", __spec__.name, "--socket", str(args.socket)]
-    os.execv(sys.executable, argv)  # noqa: S606 - this very program, to import the new code
+    again = [sys.executable, "-m", __spec__.name, *(argv if argv is not None else sys.argv[1:])]
+    os.execv(sys.executable, again)  # noqa: S606 - this very program, to import the new code
 
 
 if __name__ == "__main__":
