@@ -144,10 +144,12 @@ def launch_path(url: str, dropped: datetime) -> str:
     return found.group(1) if found else "by the pooled launcher"
 
 
-def run_shape(total_events: int, events_per_file: int, waits: bool) -> dict[str, float]:
+def run_shape(
+    total_events: int, events_per_file: int, waits: bool, settings: dict[str, str]
+) -> dict[str, float]:
     files = total_events // events_per_file
     quiet = {"ECOM_DAGSTER_ANALYTICS_CRON": QUIET_CRON}
-    with running_stack(generator=False, **quiet) as stack:
+    with running_stack(generator=False, **quiet, **settings) as stack:
         outside = generate(stack, files, events_per_file)
         print(f"{files} files x {events_per_file} events generated; dropping them", flush=True)
         sampler = WaitSampler(stack.url) if waits else nullcontext()
@@ -217,9 +219,18 @@ def main() -> int:
     parser.add_argument(
         "--waits", action="store_true", help="sample the backends' wait events (10 per s)"
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="ECOM_NAME=VALUE",
+        help="a setting of the benchmarked stack (its environment is otherwise isolated)",
+    )
     args = parser.parse_args()
+    settings = dict(item.split("=", 1) for item in args.set)
     results = {
-        int(size): run_shape(args.events, int(size), args.waits) for size in args.shapes.split(",")
+        int(size): run_shape(args.events, int(size), args.waits, settings)
+        for size in args.shapes.split(",")
     }
     figures = " ".join(
         f"f{size}_{key}={value:.0f}" if key != "ratio" else f"f{size}_{key}={value:.2f}"
