@@ -188,7 +188,8 @@ def ingest_partition(
     waiting = pending_files(settings, partition, clock())
     taken: set[str] = set()
     try:
-        with ThreadPoolExecutor(COMMITS_IN_FLIGHT, thread_name_prefix="ecom-commit") as committer:
+        in_flight = settings.ingestion.commits_in_flight
+        with ThreadPoolExecutor(in_flight, thread_name_prefix="ecom-commit") as committer:
             while files := next_files(
                 settings, partition, waiting, taken, started, clock, run.report.batches + 1
             ):
@@ -210,20 +211,14 @@ def ingest_partition(
     return run.report
 
 
-COMMITS_IN_FLIGHT = 2
-"""Batches committing at once. One commit inserts on one core, and with a backlog staged ahead
-that left the other idle; two inserts into the events table took 7.6-7.8 s where one after the
-other took 12.3 (docs/decisions.md 43)."""
-
-
 class EarlierBatchFailedError(RuntimeError):
     """The batch before did not commit, so this one, committing beside it, did not either."""
 
 
 @dataclass
 class _Run:
-    """One run's state: up to COMMITS_IN_FLIGHT batches committing in the background, in
-    order, while the next stages."""
+    """One run's state: up to ``commits_in_flight`` batches committing in the background, in
+    order, while the next stages (docs/decisions.md 43 and 48)."""
 
     spark: SparkSession
     url: str
@@ -241,9 +236,9 @@ class _Run:
 
     def stage_and_submit(self, batch: Batch, committer: ThreadPoolExecutor) -> None:
         """Stage the batch (earlier ones commit meanwhile), then commit it in the background
-        once fewer than COMMITS_IN_FLIGHT commits are left."""
+        once fewer than ``commits_in_flight`` commits are left."""
         staged = self._guarded(batch, functools.partial(self._stage, batch))
-        self.finish(keep=COMMITS_IN_FLIGHT - 1)
+        self.finish(keep=self.settings.ingestion.commits_in_flight - 1)
         self.report.add_staged(staged)
         if not staged.readable:
             return  # only moves and quarantines: nothing to commit

@@ -197,6 +197,15 @@ class IngestionSettings(BaseSettings):
             "a run commits a batch while the next stages."
         ),
     )
+    commits_in_flight: int = Field(
+        2,
+        ge=1,
+        le=4,
+        description=(
+            "Batches committing at once, in order, while the next stages: two were faster than "
+            "one on two cores (docs/decisions.md 43, 48)."
+        ),
+    )
     max_concurrent_runs: int = Field(1, ge=1, le=32, description="Ingest runs in progress at once.")
     retry_after_s: float = Field(
         120.0, ge=5, le=86_400, description="Request a partition again if its files still wait."

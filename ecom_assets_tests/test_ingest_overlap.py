@@ -1,5 +1,6 @@
-"""A backlog in size-bounded batches, two committing at once while the next one stages, with real
-Spark and PostgreSQL; a commit that fails is done again as the whole batch, and nothing is lost."""
+"""A backlog in size-bounded batches, one or two committing at once while the next one stages,
+with real Spark and PostgreSQL; a commit that fails is done again as the whole batch, and nothing
+is lost."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import pytest
 from psycopg import sql
 
 from ecom_assets.ingest import (
-    COMMITS_IN_FLIGHT,
     RAMP_BATCHES,
     batch_budget,
     ingest_partition,
@@ -34,10 +34,13 @@ from ecom_assets_tests.test_generator_support import generate_files
 pytestmark = pytest.mark.integration
 
 
-def batched(settings: Settings, max_files: int = 5000, max_mb: int = 64) -> Settings:
+def batched(
+    settings: Settings, max_files: int = 5000, max_mb: int = 64, commits: int = 2
+) -> Settings:
     ingestion = IngestionSettings(
-        file_settle_s=0, max_files_per_run=max_files, max_batch_mb=max_mb, linger_s=0, max_run_s=0
-    )
+        file_settle_s=0, max_files_per_run=max_files, max_batch_mb=max_mb, linger_s=0,
+        max_run_s=0, commits_in_flight=commits,
+    )  # fmt: skip
     return settings.model_copy(update={"ingestion": ingestion})
 
 
@@ -74,10 +77,11 @@ def test_a_runs_first_batches_ramp_up_to_the_batch_size(ingest_settings: Setting
     assert budgets == [8, 16, 32, 64, 64, 64]
 
 
+@pytest.mark.parametrize("commits", [1, 2])
 def test_each_batch_commits_while_the_next_one_stages(
-    spark, migrated_database_url: str, ingest_settings: Settings, backlog: Backlog
+    spark, migrated_database_url: str, ingest_settings: Settings, backlog: Backlog, commits: int
 ) -> None:
-    settings = batched(ingest_settings, max_files=2)
+    settings = batched(ingest_settings, max_files=2, commits=commits)
     steps: list[tuple[str, str]] = []
 
     def record(step: str) -> None:
@@ -96,12 +100,12 @@ def test_each_batch_commits_while_the_next_one_stages(
 
     assert threads("claimed") == threads("staged") == {threading.current_thread().name}
     assert threads("committed") == threads("moved") != threads("staged")
-    # batch N+2 is handed to a committing thread only once batch N has committed
+    # batch N + commits is handed to a committing thread only once batch N has committed
     order = [name for _, name in steps]
     staged_at = [i for i, name in enumerate(order) if name == "staged"]
     committed_at = [i for i, name in enumerate(order) if name == "committed"]
     assert len(staged_at) == len(committed_at) == 3
-    assert committed_at[0] < staged_at[COMMITS_IN_FLIGHT]
+    assert committed_at[0] < staged_at[commits]
 
 
 def test_a_commit_that_fails_is_done_again_as_the_whole_batch(
