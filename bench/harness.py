@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import psycopg
 
@@ -163,8 +164,26 @@ def running_stack(*, generator: bool, **env: str) -> Iterator[Stack]:
         shutil.rmtree(home, ignore_errors=True)
 
 
+class Sampler:
+    """A context that runs ``_sample`` in a thread until it exits; ``_sample`` loops until
+    ``_stop`` is set."""
+
+    def __enter__(self) -> Self:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        raise NotImplementedError
+
+
 @dataclass
-class StackUsage:
+class StackUsage(Sampler):
     """Samples a stack's processes in a thread until stopped: the peaks of their summed RSS and
     PSS, and the CPU each used meanwhile (processes sampled at least once; one that lives less than
     a sampling interval is missed)."""
@@ -177,16 +196,6 @@ class StackUsage:
     peak_pss: int = 0
     cpu_first: dict[str, float] = field(default_factory=dict)
     cpu_last: dict[str, ProcessUsage] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def __enter__(self) -> StackUsage:
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def _sample(self) -> None:
         first = True
@@ -217,7 +226,7 @@ class StackUsage:
 
 
 @dataclass
-class WaitSampler:
+class WaitSampler(Sampler):
     """Samples what the database's active backends are doing, every ``interval_s`` in a thread:
     their wait event ("CPU" when none: running or runnable) and the statement's first words.
     The shares show whether the commits compute or wait (locks, I/O, WAL)."""
@@ -225,16 +234,6 @@ class WaitSampler:
     url: str
     interval_s: float = 0.1
     samples: Counter[tuple[str, str]] = field(default_factory=Counter)
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def __enter__(self) -> WaitSampler:
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def _sample(self) -> None:
         with psycopg.connect(self.url, autocommit=True) as conn:

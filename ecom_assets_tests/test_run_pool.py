@@ -187,12 +187,18 @@ def test_a_client_that_never_finishes_does_not_stop_the_pool(pool) -> None:
         assert time.monotonic() - began < REQUEST_TIMEOUT_S + 5
 
 
-def test_terminate_cancels_a_pooled_run(tmp_path: Path, pool) -> None:
-    _, path = pool
+@contextmanager
+def waiting_run(tmp_path: Path, path: Path) -> Iterator[tuple[dg.DagsterInstance, str, Path]]:
+    """A pooled run whose op has started and waits a minute: the instance, run id, its record."""
     out = tmp_path / "worker.json"
     with pooled_instance(tmp_path, path) as instance:
         run_id = launch(instance, out, wait_s=60)
         wait_for(out.exists, RUN_TIMEOUT_S, "the run's op")
+        yield instance, run_id, out
+
+
+def test_terminate_cancels_a_pooled_run(tmp_path: Path, pool) -> None:
+    with waiting_run(tmp_path, pool[1]) as (instance, run_id, _):
         run = instance.get_run_by_id(run_id)
         assert instance.run_launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
         assert instance.run_launcher.terminate(run_id)
@@ -201,11 +207,7 @@ def test_terminate_cancels_a_pooled_run(tmp_path: Path, pool) -> None:
 
 
 def test_run_monitoring_sees_a_dead_worker(tmp_path: Path, pool) -> None:
-    _, path = pool
-    out = tmp_path / "worker.json"
-    with pooled_instance(tmp_path, path) as instance:
-        run_id = launch(instance, out, wait_s=60)
-        wait_for(out.exists, RUN_TIMEOUT_S, "the run's op")
+    with waiting_run(tmp_path, pool[1]) as (instance, run_id, out):
         os.kill(worker_of(out)["pid"], signal.SIGKILL)
         run = instance.get_run_by_id(run_id)
         wait_for(lambda: not worker_alive(run.tags[WORKER_TAG]), 10, "the worker to die")
