@@ -26,9 +26,9 @@ import psycopg
 
 from ecom_assets.assets.analytics import MATERIALIZED_VIEWS, refresh_view
 from ecom_assets.resources.migrations import apply_migrations, discover_migrations
-from ecom_assets.schema.contract import CATEGORIES, EVENT_TYPES, USER_SEGMENTS
 from ecom_assets.stack.postgres_server import EmbeddedPostgres
 from ecom_assets.stack.processes import free_port
+from generator.catalog import CATEGORIES, EVENT_TYPES, USER_SEGMENTS
 
 QUERIES = {
     "hourly_event_summary": "SELECT * FROM v_hourly_event_summary",

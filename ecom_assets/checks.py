@@ -1,4 +1,5 @@
-"""Asset checks of an ingested partition: validity, error concentration, conservation, uniqueness.
+"""Asset checks of an ingested partition: validity, error concentration, warnings, conservation,
+uniqueness.
 
 The numbers come from PostgreSQL, not from the run's memory, so a check also catches what an
 earlier run or a manual change did to the partition. Each file counts with its first committed
@@ -34,6 +35,13 @@ CHECK_SPECS = [
         description="No single error code on more than ECOM_QUALITY_MAX_ERROR_SHARE of rows.",
     ),
     dg.AssetCheckSpec(
+        "quality_warnings",
+        asset=EVENTS,
+        partitions_def=ingest_partitions,
+        description="Share of stored rows carrying warnings (the contract's warn rules): WARN "
+        "above ECOM_QUALITY_MAX_WARNING_SHARE; the rows per warning code in its metadata.",
+    ),
+    dg.AssetCheckSpec(
         "rows_conserved",
         asset=METRICS,
         blocking=True,
@@ -61,6 +69,8 @@ class PartitionQuality:
     rows_inserted: int = 0
     rows_duplicate: int = 0
     error_counts: dict[str, int] = field(default_factory=dict)
+    rows_warned: int = 0
+    warning_counts: dict[str, int] = field(default_factory=dict)
     events_stored: int = 0
     dead_letters_stored: int = 0
     duplicate_event_ids: int = 0
@@ -79,6 +89,9 @@ WITH first AS (
 ), codes AS (
     SELECT code, sum(n::bigint) AS n FROM first, jsonb_each_text(error_counts) AS e(code, n)
     GROUP BY code
+), warnings AS (
+    SELECT code, sum(n::bigint) AS n FROM first, jsonb_each_text(warning_counts) AS w(code, n)
+    GROUP BY code
 )
 SELECT count(*), coalesce(sum(rows_read), 0), coalesce(sum(rows_valid), 0),
        coalesce(sum(rows_invalid), 0), coalesce(sum(rows_inserted), 0),
@@ -91,7 +104,9 @@ SELECT count(*), coalesce(sum(rows_read), 0), coalesce(sum(rows_valid), 0),
          WHERE source_file IN (SELECT source_file FROM first)
          GROUP BY event_id HAVING count(*) > 1) AS d),
        EXISTS (SELECT 1 FROM pg_constraint
-               WHERE conrelid = 'ecommerce_events'::regclass AND contype = 'p')
+               WHERE conrelid = 'ecommerce_events'::regclass AND contype = 'p'),
+       coalesce(sum(rows_warned), 0),
+       (SELECT coalesce(jsonb_object_agg(code, n), '{}'::jsonb) FROM warnings)
 FROM first
 """
 
@@ -112,6 +127,8 @@ def load_partition_quality(conn: psycopg.Connection, partition: str) -> Partitio
         dead_letters_stored=row[8],
         duplicate_event_ids=row[9],
         primary_key_present=row[10],
+        rows_warned=int(row[11]),
+        warning_counts={code: int(n) for code, n in row[12].items()},
     )
 
 
@@ -157,6 +174,32 @@ def error_concentration_check(
     )
 
 
+def warnings_check(quality: PartitionQuality, rules: QualitySettings) -> dg.AssetCheckResult:
+    """Warnings never block: the rows are stored. The check says how many rows carry them and
+    which rules fired, so a producer that drifts (a new segment, products missing from the
+    catalogue) shows in the UI before anyone queries the table."""
+    share = quality.rows_warned / quality.rows_read if quality.rows_read else 0.0
+    counts = sorted(quality.warning_counts.items(), key=lambda item: (-item[1], item[0]))
+    table = "\n".join(
+        ["| rule | rows | share of rows read |", "| --- | --- | --- |"]
+        + [f"| {code} | {rows} | {rows / quality.rows_read:.2%} |" for code, rows in counts]
+    )
+    return dg.AssetCheckResult(
+        check_name="quality_warnings",
+        asset_key=EVENTS,
+        passed=share <= rules.max_warning_share,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{share:.1%} of rows stored with warnings > {rules.max_warning_share:.0%}"
+        if share > rules.max_warning_share
+        else None,
+        metadata={
+            "rows_warned": quality.rows_warned,
+            "warning_share": share,
+            "warnings_by_rule": dg.MetadataValue.md(table if counts else "no warnings"),
+        },
+    )
+
+
 def conservation_check(quality: PartitionQuality) -> dg.AssetCheckResult:
     accounted = quality.rows_inserted + quality.rows_duplicate + quality.rows_invalid
     problems = []
@@ -199,6 +242,7 @@ def evaluate_checks(quality: PartitionQuality, rules: QualitySettings) -> list[d
     return [
         validity_check(quality, rules),
         error_concentration_check(quality, rules),
+        warnings_check(quality, rules),
         conservation_check(quality),
         unique_event_ids_check(quality),
     ]

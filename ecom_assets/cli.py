@@ -1,7 +1,8 @@
 """The `ecom` command: run the local platform and look at it.
 
 Exit codes: 0 success/healthy, 1 a part failed or is unhealthy (for `health`: DEGRADED, or the
-database cannot be read), 2 bad settings or usage, 3 `health` found NO_DATA (no batch yet).
+database cannot be read), 2 bad settings, a bad contract or catalogue file, or usage, 3
+`health` found NO_DATA (no batch yet).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from ecom_assets.settings import Settings, SettingsError, load_settings
 from ecom_assets.stack import supervisor
@@ -94,6 +96,42 @@ def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def _contract(settings: Settings, args: argparse.Namespace) -> int:
+    from ecom_assets.schema.contract import Severity
+    from ecom_assets.schema.contract_file import ContractError, contract_markdown, load_contract
+
+    path = args.file if args.action == "check" else settings.paths.contract
+    try:
+        contract = load_contract(path)
+    except ContractError as exc:
+        print(f"[contract] {exc}", file=sys.stderr)
+        return 2
+    if args.action == "show":
+        print(contract_markdown(contract))
+        return 0
+    tiers = ", ".join(f"{len(contract.codes(s))} {s.value}" for s in Severity)
+    print(
+        f"[contract] {contract.source}: valid; {len(contract.event_types)} event types, "
+        f"rules: {tiers}"
+    )
+    return 0
+
+
+def _catalog(settings: Settings, args: argparse.Namespace) -> int:
+    import psycopg
+
+    from ecom_assets.resources.catalogue import CatalogueError, load_catalogue
+
+    try:
+        with psycopg.connect(database_url(settings)) as conn:
+            report = load_catalogue(conn, args.file, replace=args.replace)
+    except CatalogueError as exc:
+        print(f"[catalog] {exc}", file=sys.stderr)
+        return 2
+    print(f"[catalog] {args.file}: {report.summary()}")
+    return 0
+
+
 def _db_url(settings: Settings, _args: argparse.Namespace) -> int:
     print(database_url(settings))
     return 0
@@ -120,6 +158,22 @@ def parser() -> argparse.ArgumentParser:
     what.add_argument("--partition", help="an hourly partition key, e.g. 2026-01-29-10:00")
     what.add_argument("--dead-letters", action="store_true", help="open dead letters")
     replay.add_argument("--code", help="with --dead-letters: only rows with this error code")
+    contract = commands.add_parser("contract", help="check a contract file, show the one in force")
+    contract_actions = contract.add_subparsers(dest="action", required=True)
+    check = contract_actions.add_parser(
+        "check", help="validate a contract file without starting anything (exit 2 if invalid)"
+    )
+    check.add_argument("file", type=Path, help="the YAML contract file")
+    contract_actions.add_parser("show", help="print the rules in force (ECOM_CONTRACT_FILE)")
+    catalog = commands.add_parser("catalog", help="the reference catalogue of products")
+    catalog_actions = catalog.add_subparsers(dest="action", required=True)
+    load = catalog_actions.add_parser(
+        "load", help="upsert products from a CSV (product_id, category[, name, price])"
+    )
+    load.add_argument("file", type=Path, help="the catalogue CSV")
+    load.add_argument(
+        "--replace", action="store_true", help="also remove the products the file does not list"
+    )
     return root
 
 
@@ -131,6 +185,8 @@ HANDLERS = {
     "db-url": _db_url,
     "migrate": _migrate,
     "replay": _replay,
+    "contract": _contract,
+    "catalog": _catalog,
 }
 
 

@@ -12,11 +12,13 @@ from ecom_assets.jobs import build_ingest_job
 from ecom_assets.monitoring.run_failures import build_run_failure_sensors
 from ecom_assets.resources.postgres import PostgresResource
 from ecom_assets.resources.spark import spark_resource
+from ecom_assets.schema.contract_file import load_contract
 from ecom_assets.sensors import make_input_files_sensor
 from ecom_assets.settings import load_settings
 
 settings = load_settings()
-ingest_assets = build_ingest_assets(settings, upstream=[database_schema.key])
+contract = load_contract(settings.paths.contract)  # a bad contract file fails the code location
+ingest_assets = build_ingest_assets(settings, upstream=[database_schema.key], contract=contract)
 ingest_job = build_ingest_job(ingest_assets)
 pipeline_health = build_health_asset(settings, upstream=list(ingest_assets.keys))
 

@@ -42,6 +42,8 @@ from ecom_assets.reliability import Guard, configure_spark_retries, describe_err
 from ecom_assets.resources.event_files import InputFile, list_input_files
 from ecom_assets.resources.event_sink import FileOutcome
 from ecom_assets.resources.file_ledger import mark_failed
+from ecom_assets.schema.contract import Contract
+from ecom_assets.schema.contract_file import load_contract
 from ecom_assets.settings import Settings
 
 FAILURE_CONNECT_TIMEOUT_S = 3  # recording a failure must not wait long on a server that is down
@@ -65,6 +67,8 @@ class IngestReport:
     rows_duplicate: int = 0
     rows_late: int = 0
     error_counts: Counter[str] = field(default_factory=Counter)
+    rows_warned: int = 0
+    warning_counts: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
     retries: int = 0
     breakers: dict[str, str] = field(default_factory=dict)
@@ -88,6 +92,8 @@ class IngestReport:
             self.rows_inserted += inserted.get(outcome.source_file, 0)
             self.rows_duplicate += outcome.rows_valid - inserted.get(outcome.source_file, 0)
             self.error_counts.update(outcome.error_counts)
+            self.rows_warned += outcome.rows_warned
+            self.warning_counts.update(outcome.warning_counts)
 
 
 LINGER_POLL_S = 0.5
@@ -171,8 +177,12 @@ def ingest_partition(
     log: LogSink,
     clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
     on_step: Callable[[str], None] = _no_step,
+    contract: Contract | None = None,
 ) -> IngestReport:
     """Ingest the partition's waiting files, then its arrivals (``next_files``); the run's totals.
+
+    Rows are judged by ``contract``, by default the file ECOM_CONTRACT_FILE names (read at the
+    run's start, so an edited contract applies from the next run on).
 
     Each batch's staging is one retried, idempotent unit (reliability.Guard); its commit runs in
     a thread while the next batch stages, and a failed commit is retried as the whole batch.
@@ -183,7 +193,10 @@ def ingest_partition(
     guard.attach(log)
     configure_spark_retries(spark, settings.reliability)
     retries_before, transitions_before = guard.retries, len(guard.transitions)
-    run = _Run(spark, url, settings, IngestReport(partition, run_id), guard, log, clock)
+    if contract is None:
+        contract = load_contract(settings.paths.contract)
+    report = IngestReport(partition, run_id)
+    run = _Run(spark, url, settings, report, guard, log, clock, contract)
     started = time.monotonic()
     waiting = pending_files(settings, partition, clock())
     taken: set[str] = set()
@@ -227,6 +240,7 @@ class _Run:
     guard: Guard
     log: LogSink
     clock: Callable[[], datetime]
+    contract: Contract
     lock: PartitionLock = field(init=False)
     committing: deque[tuple[Staged, Future[Committed]]] = field(default_factory=deque)
 
@@ -279,7 +293,7 @@ class _Run:
         report = self.report
         return stage_batch(
             self.spark, self.url, self.settings, report.partition, report.run_id, self.lock,
-            batch, self.clock,
+            batch, self.clock, self.contract,
         )  # fmt: skip
 
     def _stage_and_commit(self, batch: Batch) -> Committed | None:

@@ -21,6 +21,7 @@ import psycopg
 from pyspark.sql import SparkSession
 
 from ecom_assets.monitoring.batches import BatchRecord, record_batch
+from ecom_assets.resources.catalogue import read_catalogue
 from ecom_assets.resources.event_files import (
     InputFile,
     is_utf8_name,
@@ -40,6 +41,7 @@ from ecom_assets.resources.event_sink import (
     staged_rows,
 )
 from ecom_assets.resources.file_ledger import Fingerprinted, claim_files, mark_quarantined
+from ecom_assets.schema.contract import Contract
 from ecom_assets.schema.detection import scan_file
 from ecom_assets.settings import Settings
 from ecom_assets.transforms.arrow_routing import FileCounts
@@ -161,8 +163,10 @@ def stage_batch(
     lock: PartitionLock,
     batch: Batch,
     now: Callable[[], datetime],
+    contract: Contract,
 ) -> Staged:
-    """One attempt at staging a batch: safe to repeat after any failure."""
+    """One attempt at staging a batch under ``contract`` and the catalogue loaded now: safe to
+    repeat after any failure."""
     staged = Staged(batch, time.monotonic())
     lock.ensure()
     with connect(url, settings.database.db_connect_timeout_s) as conn:
@@ -197,7 +201,8 @@ def stage_batch(
         if staged.readable:
             tables = StagingTables.for_partition(partition, batch.slot)
             prepare_staging(conn, tables)
-            rows = FileRows.of(staged.readable, settings.quality, now())
+            catalogue = read_catalogue(conn)
+            rows = FileRows.of(staged.readable, contract, catalogue, settings.quality, now())
             counts = stage_routed(file_names(spark, staged.readable), url, tables, rows)
             staged.outcomes = _outcomes(counts, staged.readable, staged.began)
     return staged
@@ -260,8 +265,10 @@ def _batch_record(
         (run_id, [outcome.source_file for outcome in outcomes]),
     ).fetchone()[0]
     errors: Counter[str] = Counter()
+    warnings: Counter[str] = Counter()
     for outcome in outcomes:
         errors.update(outcome.error_counts)
+        warnings.update(outcome.warning_counts)
     return BatchRecord(
         run_id=run_id,
         batch_no=batch.number,
@@ -273,6 +280,8 @@ def _batch_record(
         rows_invalid=sum(outcome.rows_invalid for outcome in outcomes),
         max_latency_s=latency,
         error_counts=dict(errors),
+        rows_warned=sum(outcome.rows_warned for outcome in outcomes),
+        warning_counts=dict(warnings),
     )
 
 
@@ -295,6 +304,9 @@ def _outcomes(
                 error_counts=dict(counted.error_counts),
                 landed_at=file.landed_at,
                 processing_s=elapsed,
+                rows_warned=counted.rows_warned,
+                warning_counts=dict(counted.warning_counts),
+                unknown_columns=file.header.extra,
             )
         )
     return outcomes

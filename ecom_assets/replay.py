@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psycopg
 
+from ecom_assets.resources.event_files import is_csv_name
 from ecom_assets.schema.versions import LATEST
 from ecom_assets.settings import Settings
 
@@ -62,7 +63,8 @@ def find_file(settings: Settings, name: str) -> list[Path]:
 
 
 def find_partition(settings: Settings, partition: str) -> list[Path]:
-    return sorted((settings.processed_dir / partition).glob("*.csv"))
+    directory = settings.processed_dir / partition
+    return sorted(path for path in directory.glob("*") if is_csv_name(path.name))
 
 
 def replay_dead_letters(

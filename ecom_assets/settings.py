@@ -38,6 +38,11 @@ class PathSettings(BaseSettings):
     state_dir: Path = Field(
         Path(".ecom"), description="Local services' state: PostgreSQL data, DAGSTER_HOME, pids."
     )
+    contract_file: Path | None = Field(
+        None,
+        description="The event contract (YAML, docs/contract.md); unset: the shipped default, "
+        "ecom_assets/schema/default_contract.yaml.",
+    )
 
     def resolve(self, path: Path) -> Path:
         base = self.home.expanduser().resolve()
@@ -55,6 +60,11 @@ class PathSettings(BaseSettings):
     @cached_property
     def state(self) -> Path:
         return self.resolve(self.state_dir)
+
+    @cached_property
+    def contract(self) -> Path | None:
+        """The operator's contract file, resolved from the project root; None: the default."""
+        return None if self.contract_file is None else self.resolve(self.contract_file)
 
 
 class DatabaseSettings(BaseSettings):
@@ -233,14 +243,16 @@ class QualitySettings(BaseSettings):
     max_error_share: float = Field(
         0.10, ge=0, le=1, description="Largest share of rows one error code may hit."
     )
+    max_warning_share: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Share of rows stored with warnings above which the warning check and alert "
+        "fire (WARN).",
+    )
     late_watermark_s: int = Field(
         600, ge=0, le=86_400 * 30, description="Events older than this on arrival are late."
     )
-    future_tolerance_s: int = Field(
-        300, ge=0, le=86_400, description="Clock skew allowed for event_time in the future."
-    )
-    max_price: float = Field(10_000.0, gt=0, le=1e9, description="Prices above this are extreme.")
-    max_quantity: int = Field(100, ge=1, le=1_000_000, description="Quantities above are invalid.")
 
     @field_validator("blocking_validity")
     @classmethod
@@ -404,10 +416,22 @@ def env_file() -> Path:
     return Path(os.environ.get("ECOM_ENV_FILE", ".env"))
 
 
+MOVED_TO_CONTRACT = {
+    "ECOM_QUALITY_MAX_PRICE": "rules.EXTREME_PRICE.max_price",
+    "ECOM_QUALITY_MAX_QUANTITY": "rules.INVALID_QUANTITY.max_quantity",
+    "ECOM_QUALITY_FUTURE_TOLERANCE_S": "rules.FUTURE_EVENT_TIME.tolerance_s",
+}
+"""Settings that became parameters of the event contract: setting one is an error, not ignored."""
+
+
 def load_settings(**overrides: BaseSettings) -> Settings:
     """Read every group from the environment; raise one SettingsError listing all bad values."""
     groups: dict[str, BaseSettings] = {}
-    problems: list[str] = []
+    problems = [
+        f"{name} is now {where} in the contract file (ECOM_CONTRACT_FILE, docs/contract.md)"
+        for name, where in MOVED_TO_CONTRACT.items()
+        if name in os.environ
+    ]
     for key, group in _GROUPS.items():
         if key in overrides:
             groups[key] = overrides[key]

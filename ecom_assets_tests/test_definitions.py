@@ -17,6 +17,8 @@ from ecom_assets.definitions import defs
 from ecom_assets.resources.migrations import discover_migrations
 from ecom_assets.resources.postgres import PostgresResource
 from ecom_assets.resources.spark import shared_session_url, spark_config, spark_resource
+from ecom_assets.schema.contract import ErrorCode
+from ecom_assets.schema.contract_file import DEFAULT_CONTRACT_FILE
 from ecom_assets.settings import SparkSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +42,15 @@ def test_asset_graph_snapshot() -> None:
     assert set(defs.resources) == {"postgres", "pyspark"}
     checks = {key.name for key in graph.asset_check_keys}
     metrics_checks = {"validity_rate", "error_concentration", "rows_conserved"}
-    assert checks == {*metrics_checks, "unique_event_ids", "pipeline_healthy"}
+    events_checks = {"unique_event_ids", "quality_warnings"}
+    assert checks == {*metrics_checks, *events_checks, "pipeline_healthy"}
+    # the UI shows the contract in force on the events asset
+    metadata = graph.get(dg.AssetKey("ecommerce_events")).metadata
+    assert metadata["contract_file"] == str(DEFAULT_CONTRACT_FILE)
+    contract = metadata["contract"].value
+    assert "| UNKNOWN_PRODUCT | warn |" in contract
+    assert "| MISSING_EVENT_ID | error (always) |" in contract
+    assert contract.count("\n| ") == 2 + 6 + 2 + len(ErrorCode)  # two tables, their headers
     sensors = ["input_files_sensor", "ingest_failure_sensor", "ingest_success_sensor"]
     assert [sensor.name for sensor in defs.sensors] == sensors
     assert [schedule.name for schedule in defs.schedules] == [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -222,3 +223,50 @@ def test_unwritable_log_dir_and_bad_flags_exit_2(tmp_path: Path) -> None:
     assert csv_files(tmp_path / "data" / "input") == []
     assert run_cli(tmp_path, "--anomaly-rate", "1.5").returncode == 2
     assert run_cli(tmp_path, "--files", "1", "--burst", "10").returncode == 2
+
+
+def test_truth_files_follow_the_contract_in_force(tmp_path: Path) -> None:
+    """Under the default contract the catalogue and taste anomalies are warnings on stored rows;
+    an operator's contract that makes one an error (or turns one off) moves it."""
+    flags = ("--files", "4", "--events-per-file", "300", "--anomaly-rate", "0.5", "--seed", "3",
+             "--interval", "0", "--truth-dir", str(tmp_path / "truth"))  # fmt: skip
+    assert run_cli(tmp_path, *flags).returncode == 0
+    lines = [line for path in sorted((tmp_path / "truth").glob("*.json"))
+             for line in json.loads(path.read_text())["lines"]]  # fmt: skip
+    warned = {code for line in lines for code in line["warnings"]}
+    errors = {code for line in lines for code in line["codes"]}
+    assert warned == {
+        "UNKNOWN_PRODUCT", "UNKNOWN_CATEGORY", "CATEGORY_PRODUCT_MISMATCH", "UNEXPECTED_PRICE",
+        "UNEXPECTED_QUANTITY", "INVALID_USER_SEGMENT",
+    }  # fmt: skip
+    assert not warned & errors and "MISSING_EVENT_ID" in errors
+
+    contract = tmp_path / "contract.yaml"
+    contract.write_text("rules:\n  UNKNOWN_PRODUCT: error\n  UNEXPECTED_PRICE: 'off'\n")
+    env = cli_env(tmp_path) | {"ECOM_CONTRACT_FILE": str(contract)}
+    strict = tmp_path / "strict"
+    subprocess.run(cli_command(*flags[:-1], str(strict), "--output-dir", str(tmp_path / "in2")),
+                   env=env, check=True, capture_output=True, timeout=TIMEOUT_S)  # fmt: skip
+    lines = [line for path in sorted(strict.glob("*.json"))
+             for line in json.loads(path.read_text())["lines"]]  # fmt: skip
+    by_kind = {line["kind"]: (line["codes"], line["warnings"]) for line in lines}
+    assert by_kind["unknown_product"] == (["UNKNOWN_PRODUCT"], [])
+    assert by_kind["unexpected_price"] == ([], [])  # off: the row is simply valid
+
+
+def test_a_bad_contract_stops_the_generator(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("rules: [oops]\n")
+    env = cli_env(tmp_path) | {"ECOM_CONTRACT_FILE": str(tmp_path / "bad.yaml")}
+    done = subprocess.run(cli_command("--files", "1"), env=env, capture_output=True, text=True,
+                          timeout=TIMEOUT_S, check=False)  # fmt: skip
+    assert done.returncode == 2
+    assert "bad.yaml:1: rules must be a mapping" in done.stderr
+
+
+def test_write_catalogue_writes_the_demo_shop_products(tmp_path: Path) -> None:
+    done = run_cli(tmp_path, "--write-catalogue", str(tmp_path / "products.csv"))
+    assert done.returncode == 0
+    rows = (tmp_path / "products.csv").read_text().splitlines()
+    assert rows[0] == "product_id,category,name,price" and len(rows) == 12_001
+    assert rows[1].startswith("1000,electronics,electronics item 1000,")
+    assert not list((tmp_path / "data").glob("input/*.csv"))  # it writes no events

@@ -11,7 +11,10 @@ from itertools import pairwise
 
 import pytest
 
-from ecom_assets.schema.contract import (
+from generator import catalog
+from generator.anomalies import Limits
+from generator.batch import BatchBuilder
+from generator.catalog import (
     ANONYMOUS_EVENT_TYPES,
     CATEGORIES,
     CATEGORY_BY_NAME,
@@ -20,9 +23,6 @@ from ecom_assets.schema.contract import (
     USER_SEGMENTS,
     category_of_product,
 )
-from generator import catalog
-from generator.anomalies import Limits
-from generator.batch import BatchBuilder
 from generator.clock import US, EventTimeFormat, SimulatedClock, file_stamp, parse_start_time
 from generator.model import COLUMNS, WIDTH, EventModel, random_uuid, segment_of
 

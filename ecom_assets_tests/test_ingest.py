@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from ecom_assets.ingest import ingest_partition
+from ecom_assets.resources.catalogue import load_catalogue
 from ecom_assets.resources.event_files import list_input_files
 from ecom_assets.schema.contract import ErrorCode
 from ecom_assets.settings import (
@@ -20,6 +21,7 @@ from ecom_assets.settings import (
     load_settings,
 )
 from ecom_assets_tests.test_generator_support import generate_files
+from generator.catalog import write_catalogue
 
 pytestmark = pytest.mark.integration
 
@@ -55,16 +57,28 @@ def ingest_all(spark, url: str, settings: Settings, run_id: str) -> list:
     ]
 
 
+def load_demo_catalogue(url: str, directory: Path) -> None:
+    """What `ecom up` does when it starts the generator: its shop's catalogue, loaded."""
+    write_catalogue(directory / "demo_catalogue.csv")
+    with psycopg.connect(url) as conn:
+        load_catalogue(conn, directory / "demo_catalogue.csv")
+
+
 def table_counts(url: str) -> dict[str, object]:
     with psycopg.connect(url) as conn:
         codes = conn.execute(
             "SELECT code, count(*) FROM dead_letter_events, unnest(error_codes) AS code "
             "GROUP BY code"
         ).fetchall()
+        warnings = conn.execute(
+            "SELECT code, count(*) FROM ecommerce_events, unnest(quality_warnings) AS code "
+            "GROUP BY code"
+        ).fetchall()
         return {
             "events": conn.execute("SELECT count(*) FROM ecommerce_events").fetchone()[0],
             "dead_letters": conn.execute("SELECT count(*) FROM dead_letter_events").fetchone()[0],
             "codes": dict(codes),
+            "warnings": dict(warnings),
             "metrics_rows": conn.execute("SELECT count(*) FROM data_quality_metrics").fetchone()[0],
             "late": conn.execute("SELECT count(*) FROM ecommerce_events WHERE is_late").fetchone()[
                 0
@@ -79,19 +93,28 @@ def test_generated_directory_lands_with_exact_counts_and_replays_change_nothing(
     generate(settings, truth_dir, "--files", "10", "--events-per-file", "300",
              "--schema", "mixed", "--seed", "11", "--anomaly-rate", "0.15")  # fmt: skip
     truths = [json.loads(path.read_text()) for path in sorted(truth_dir.glob("*.json"))]
-    expected_codes = Counter()
+    expected_codes, expected_warnings = Counter(), Counter()
     for truth in truths:
         expected_codes.update(truth["codes"])
+        expected_warnings.update(truth["warnings"])
     rows = sum(t["rows"] for t in truths)
     invalid = sum(t["invalid"] for t in truths)
     replayed = sum(t["replayed"] for t in truths)
-    assert set(expected_codes) == set(ErrorCode)  # the corpus covers every rule
+    # the corpus covers every rule, as an error or (the default contract's) a warning
+    assert set(expected_codes) | set(expected_warnings) == set(ErrorCode)
+    assert set(expected_warnings) == {
+        "UNKNOWN_PRODUCT", "UNKNOWN_CATEGORY", "CATEGORY_PRODUCT_MISMATCH", "UNEXPECTED_PRICE",
+        "UNEXPECTED_QUANTITY", "INVALID_USER_SEGMENT",
+    }  # fmt: skip
+    load_demo_catalogue(url, tmp_path)
 
     reports = ingest_all(spark, url, settings, "first")
     counts = table_counts(url)
     assert counts["events"] == rows - invalid - replayed
     assert counts["dead_letters"] == invalid
     assert counts["codes"] == dict(expected_codes)
+    assert counts["warnings"] == dict(expected_warnings)
+    assert sum(r.rows_warned for r in reports) == sum(t["warned"] for t in truths)
     assert counts["late"] == sum(t["late"] for t in truths)
     assert sum(r.rows_read for r in reports) == rows
     assert sum(r.rows_duplicate for r in reports) == replayed
@@ -129,6 +152,7 @@ def test_producer_shapes_ingest_and_logged_in_events_are_not_dead_lettered(
         f"returning,, {ids[1]} ,7.0, add_to_cart ,1501,10.00,{t2},s-2,\n"
         f"new,books,{ids[2]},,view,8001,,{t2},,\n"
     )
+    load_demo_catalogue(url, settings.paths.data)  # fills the blank category of line 2
     ingest_all(spark, url, settings, "shapes")
     with psycopg.connect(url) as conn:
         rows = conn.execute(

@@ -75,7 +75,7 @@ def test_materialize_partition_records_metadata_and_passes_checks(
     assert metadata["rows_valid"].value + metadata["rows_invalid"].value == 600
     checks = check_results(result)
     assert set(checks) == {"validity_rate", "error_concentration", "rows_conserved",
-                           "unique_event_ids"}  # fmt: skip
+                           "unique_event_ids", "quality_warnings"}  # fmt: skip
     assert all(check.passed for check in checks.values()), checks
     with psycopg.connect(database_url) as conn:
         stored = conn.execute("SELECT count(*) FROM ecommerce_events").fetchone()[0]

@@ -7,7 +7,7 @@ import base64
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,6 +21,7 @@ from ecom_assets.monitoring.alerts import (
     latency_alert,
     low_validity_alert,
     raise_batch_alerts,
+    warning_rate_alert,
 )
 from ecom_assets.monitoring.batches import BatchRecord, record_batch
 from ecom_assets.monitoring.logs import ingest_logger
@@ -113,9 +114,31 @@ def test_latency_and_error_concentration_rules(settings: Settings) -> None:
     assert alert.details["codes_above"] == {"BAD_TYPE": 0.12, "INVALID_PRICE": 0.23}
 
 
+def test_warning_rate_rule(settings: Settings) -> None:
+    calm = replace(make_batch(1), rows_warned=25, warning_counts={"UNEXPECTED_PRICE": 25})
+    assert warning_rate_alert(calm, settings.quality) is None  # 25 % is not above
+    noisy = replace(
+        make_batch(1, valid=90, invalid=10),
+        rows_warned=40,
+        warning_counts={"UNEXPECTED_PRICE": 12, "INVALID_USER_SEGMENT": 35},
+    )
+    alert = warning_rate_alert(noisy, settings.quality)
+    assert alert.kind == "high_warning_rate" and alert.level == "WARNING"
+    assert alert.message == (
+        f"partition {PARTITION} 40.0% of rows stored with warnings > 25.0% "
+        "(most: INVALID_USER_SEGMENT)"
+    )
+    assert alert.details["warning_counts"] == {"INVALID_USER_SEGMENT": 35, "UNEXPECTED_PRICE": 12}
+
+
 def test_assess_batch_judges_only_what_the_batch_measured(settings: Settings) -> None:
     fine = assess_batch(make_batch(1), [], settings)
-    assert fine == {"low_validity": None, "error_concentration": None, "high_latency": None}
+    assert fine == {
+        "low_validity": None,
+        "error_concentration": None,
+        "high_warning_rate": None,
+        "high_latency": None,
+    }
     empty = assess_batch(make_batch(1, valid=0, latency=None), [], settings)
     assert empty == {}  # no rows, no latency: open alerts must stay as they are
 

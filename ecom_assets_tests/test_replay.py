@@ -20,7 +20,7 @@ from ecom_assets.replay import (
     replay_files,
 )
 from ecom_assets.settings import (
-    QualitySettings,
+    PathSettings,
     Settings,
     load_settings,
 )
@@ -94,11 +94,12 @@ def test_replaying_a_file_and_a_partition_changes_nothing(spark, url: str, setti
 def test_fixed_dead_letters_are_reingested_once(spark, url: str, settings: Settings) -> None:
     partition = write_file(settings)
     ingest(spark, url, settings, partition, "r1")
-    # the fix: the price ceiling was too low for this shop
+    # the fix: the contract's price ceiling was too low for this shop
+    contract = settings.paths.root / "contract.yaml"
+    contract.write_text("rules:\n  EXTREME_PRICE: {max_price: 50000}\n")
     fixed = load_settings(
-        paths=settings.paths,
+        paths=PathSettings(home=settings.paths.home, contract_file=contract),
         ingestion=settings.ingestion,
-        quality=QualitySettings(max_price=50_000),
     )
     with psycopg.connect(url, autocommit=True) as conn:
         result = replay_dead_letters(conn, fixed, code="EXTREME_PRICE")

@@ -118,7 +118,9 @@ def test_unknown_extra_columns_are_drift_but_ingestible(
     assert match.drifted
     assert match.extra == extra
     assert match.missing == ()
-    assert match.reason == f"{version.name} plus unknown columns (dropped): {', '.join(extra)}"
+    assert (
+        match.reason == f"{version.name} plus unknown columns (kept in extras): {', '.join(extra)}"
+    )
 
 
 @pytest.mark.parametrize(

@@ -69,9 +69,9 @@ EXPECTED = {
         row("v1", event_id=uid(1), user_id=5, event_type="view", product_id=1001,
             event_time="2024-01-15T10:30:00"),
         row("v1", event_id=uid(2), user_id=0, event_type="purchase", product_id=2002,
-            price=Decimal("199.99"), event_time="2024-01-15T10:31:00", quantity=1),
+            price=Decimal("199.99"), event_time="2024-01-15T10:31:00"),
         row("v1", event_id=uid(3), user_id=7, event_type="add_to_cart", product_id=3003,
-            price=Decimal("49.50"), event_time="2024-01-15T10:32:00.250", quantity=1),
+            price=Decimal("49.50"), event_time="2024-01-15T10:32:00.250"),
     ],
     "v2.csv": [
         row("v2", event_id=uid(4), user_id=12, event_type="purchase", product_id=1500,
@@ -171,11 +171,12 @@ def test_raw_columns_hold_what_the_producer_wrote(tmp_path: Path) -> None:
         "VIEW",
         "1001.0",
     )
-    # fields v1 lacks were not written: NULL raw values, whatever their migrated default
+    # fields v1 lacks were not written: NULL raw and parsed values (enrichment makes a priced
+    # event without a quantity a single unit)
     rows = read_latest([tmp_path / "v1.csv"]).to_pylist()
     purchase = next(row for row in rows if row["event_type"] == "purchase")
     assert (purchase["quantity"], purchase["quantity_raw"], purchase["user_id_raw"]) == (
-        1,
+        None,
         None,
         None,
     )

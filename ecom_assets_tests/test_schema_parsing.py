@@ -21,15 +21,12 @@ from ecom_assets.schema.versions import LATEST, V1, Field
 UUID = "0b3e5a8e-8f0e-4d53-9a43-3f0c7a1d2b11"
 
 CASES: dict[str, list[tuple[str | None, object]]] = {
-    "event_id": [
+    "event_id": [  # trimmed only: the contract's id format is judged by validation
         (UUID, UUID),
-        (f"  {UUID.upper()}\t", UUID),
-        ("0b3e5a8e8f0e4d539a433f0c7a1d2b11", None),
-        ("0b3e5a8e8-f0e-4d53-9a43-3f0c7a1d2b11", None),  # a dash out of place
-        ("0b3e5a8e-8f0e-4d53-9a43-3f0c7a1d2b1g", None),  # not hex
-        (UUID + "0", None),
-        ("evt-1", None),
+        (f"  {UUID.upper()}\t", UUID.upper()),
+        ("evt-1", "evt-1"),
         ("", None),
+        (" \t", None),
         (None, None),
     ],
     "user_id": [

@@ -95,6 +95,26 @@ def test_env_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     assert settings.spark.managed is False
 
 
+def test_settings_that_became_contract_parameters_say_where_they_went(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ECOM_QUALITY_MAX_PRICE", "50000")
+    monkeypatch.setenv("ECOM_QUALITY_FUTURE_TOLERANCE_S", "60")
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert "ECOM_QUALITY_MAX_PRICE is now rules.EXTREME_PRICE.max_price" in str(error.value)
+    assert "ECOM_QUALITY_FUTURE_TOLERANCE_S is now rules.FUTURE_EVENT_TIME" in str(error.value)
+
+
+def test_the_contract_file_resolves_under_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("ECOM_HOME", str(tmp_path))
+    assert load_settings().paths.contract is None  # the shipped default
+    monkeypatch.setenv("ECOM_CONTRACT_FILE", "conf/shop.yaml")
+    assert load_settings().paths.contract == tmp_path / "conf" / "shop.yaml"
+
+
 def test_readme_documents_every_setting() -> None:
     readme = README.read_text()
     missing = [name for name, *_ in settings_table() if f"`{name}`" not in readme]

@@ -3,6 +3,8 @@ parts and processed_at; one Arrow batch of v1, v2 and v3 rows."""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -10,8 +12,17 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from ecom_assets.transforms.enrich import enrich_events
-from ecom_assets_tests.test_transforms_support import event, latest_batch, view
+from ecom_assets.schema.contract import IdFormat
+from ecom_assets.transforms.enrich import EVENT_KEY_NAMESPACE, enrich_events
+from ecom_assets.transforms.validate import ValidationRules, validate_events
+from ecom_assets_tests.test_transforms_support import (
+    CATALOGUE,
+    DEFAULT_CONTRACT,
+    STRICT_CONTRACT,
+    event,
+    latest_batch,
+    view,
+)
 
 WATERMARK_S = 600
 PROCESSED = datetime(2024, 6, 1, 11, 30, tzinfo=UTC)
@@ -92,7 +103,7 @@ CASES: dict[str, tuple[str, dict[str, str], dict[str, Any]]] = {
              event_date=date(2024, 6, 1), event_hour=10),
     ),
 }  # fmt: skip
-DERIVED = ("total_amount", "event_date", "event_hour", "is_late", "processed_at")
+DERIVED = ("event_key", "total_amount", "event_date", "event_hour", "is_late", "processed_at")
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +116,7 @@ def enriched() -> tuple[list[str], dict[str, Any], dict[str, dict[str, Any]]]:
         records = files.setdefault(file, (version, []))[1]
         records.append(record)
         names[(file, len(records))] = name
-    table = enrich_events(latest_batch(files), WATERMARK_S, PROCESSED)
+    table = enrich_events(latest_batch(files), rules_at(PROCESSED), WATERMARK_S)
     columns = [*CASES["purchase_on_watermark"][2], "processed_us"]
     rows = (
         table.select(["source_file", "source_line", *CASES["purchase_on_watermark"][2]])
@@ -138,6 +149,35 @@ def test_enriched_columns_and_types(enriched: tuple[list[str], dict[str, Any], A
 
 
 def test_naive_processed_at_is_refused() -> None:
-    table = latest_batch({"a.csv": ("v3", [event(1)])})
     with pytest.raises(ValueError, match="timezone-aware"):
-        enrich_events(table, WATERMARK_S, datetime(2024, 6, 1))
+        rules_at(datetime(2024, 6, 1))
+
+
+def rules_at(now: datetime) -> ValidationRules:
+    """The strict rules over the demo catalogue, at ``now`` (processed_at)."""
+    return ValidationRules(now, STRICT_CONTRACT, CATALOGUE)
+
+
+def test_without_a_catalogue_a_missing_category_stays_unknown() -> None:
+    table = latest_batch({"a.csv": ("v1", [view(1, product_id="4500")])})
+    rules = ValidationRules(PROCESSED, DEFAULT_CONTRACT)
+    assert enrich_events(table, rules, WATERMARK_S).column("category").to_pylist() == [None]
+
+
+def test_ids_of_another_format_are_keyed_by_their_name_based_uuid() -> None:
+    ids = ["01J9Z3Q4V5W6X7Y8Z9A0B1C2D3", "01j9z3q4v5w6x7y8z9a0b1c2d4"]
+    table = latest_batch({"a.csv": ("v3", [event(1, event_id=ids[0]), event(2, event_id=ids[1])])})
+    contract = replace(DEFAULT_CONTRACT, id_format=IdFormat.ULID)
+    rules = ValidationRules(PROCESSED, contract)
+    enriched = enrich_events(validate_events(table, rules), rules, WATERMARK_S)
+    keys = [ids[0], ids[1].upper()]  # ULIDs compare upper-cased
+    assert enriched.column("event_key").to_pylist() == keys
+    assert enriched.column("event_id").to_pylist() == [
+        str(uuid.uuid3(EVENT_KEY_NAMESPACE, key)) for key in keys
+    ]
+    # the default (UUID) format keeps the id and leaves event_key NULL
+    rules = ValidationRules(PROCESSED, DEFAULT_CONTRACT)
+    plain = latest_batch({"b.csv": ("v3", [event(3)])})
+    enriched = enrich_events(validate_events(plain, rules), rules, WATERMARK_S)
+    assert enriched.column("event_key").to_pylist() == [None]
+    assert enriched.column("event_id").to_pylist() == [event(3)["event_id"]]

@@ -13,7 +13,7 @@ from ecom_assets.schema.versions import version_by_name
 from ecom_assets.settings import QualitySettings
 from ecom_assets.transforms import file_rows
 from ecom_assets.transforms.file_rows import FileRows
-from ecom_assets_tests.test_transforms_support import NOW, event
+from ecom_assets_tests.test_transforms_support import DEFAULT_CONTRACT, NOW, event
 
 V3 = version_by_name("v3").column_names
 
@@ -31,7 +31,7 @@ def test_files_are_read_in_chunks_of_bytes_by_absolute_path(
     for number, name in enumerate(("a.csv", "b.csv", "c.csv")):
         write(tmp_path / name, [event(3 * number + k) for k in range(3)])
     monkeypatch.chdir(tmp_path)
-    rows = FileRows.of(readable_in(Path(".")), QualitySettings(), NOW)
+    rows = FileRows.of(readable_in(Path(".")), DEFAULT_CONTRACT, None, QualitySettings(), NOW)
     monkeypatch.chdir(tmp_path.parent)  # a Spark task's working directory is not the driver's
     sizes = {name: (tmp_path / name).stat().st_size for name in ("a.csv", "c.csv")}
     monkeypatch.setattr(file_rows, "CHUNK_BYTES", sum(sizes.values()))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from ecom_assets.schema.contract import with_severities
 from ecom_assets.schema.versions import V1, V3
 from ecom_assets.transforms.arrow_routing import (
     FileCounts,
@@ -33,8 +35,16 @@ from ecom_assets.transforms.route import (
     raw_record,
     routed,
 )
-from ecom_assets.transforms.validate import validate_events
-from ecom_assets_tests.test_transforms_support import RULES, event, latest_batch, uid, view
+from ecom_assets.transforms.validate import ValidationRules, validate_events
+from ecom_assets_tests.test_transforms_support import (
+    CATALOGUE,
+    RULES,
+    STRICT_CONTRACT,
+    event,
+    latest_batch,
+    uid,
+    view,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PROCESSED = datetime(2024, 6, 1, 11, 30, tzinfo=UTC)
@@ -67,7 +77,8 @@ def enriched() -> pa.Table:
     batch = latest_batch(
         {"r1.csv": ("v1", R1), "r2.csv": ("v2", R2), "r3.csv": ("v3", R3), "r4.csv": ("v1", R4)}
     )
-    return enrich_events(validate_events(batch, RULES), WATERMARK_S, PROCESSED)
+    rules = replace(RULES, now=PROCESSED)
+    return enrich_events(validate_events(batch, rules), rules, WATERMARK_S)
 
 
 @pytest.fixture(scope="module")
@@ -81,10 +92,15 @@ def by_line(rows: pa.RecordBatch) -> dict[tuple[str, int], dict[str, Any]]:
 
 
 def table_columns(table: str) -> list[str]:
-    """Column names of a CREATE TABLE in sql/001_tables.sql, in order."""
+    """Column names of a CREATE TABLE in sql/001_tables.sql, in order, then those later
+    migrations add to it."""
     text = (ROOT / "sql" / "001_tables.sql").read_text(encoding="utf-8")
     body = text.split(f"CREATE TABLE IF NOT EXISTS {table} (", 1)[1].split("CONSTRAINT", 1)[0]
-    return re.findall(r"^\s+([a-z_]+)\s+[A-Z]", body, flags=re.MULTILINE)
+    columns = re.findall(r"^\s+([a-z_]+)\s+[A-Z]", body, flags=re.MULTILINE)
+    for path in sorted((ROOT / "sql").glob("0*.sql"))[1:]:
+        for alter in re.findall(rf"ALTER TABLE {table}\b(.*?);", path.read_text(), re.DOTALL):
+            columns += re.findall(r"ADD COLUMN IF NOT EXISTS ([a-z_]+)", alter)
+    return columns
 
 
 def test_event_columns_are_the_table_columns() -> None:
@@ -164,6 +180,9 @@ def test_event_rows(batch: pa.RecordBatch) -> None:
         "source_file": "r1.csv",
         "source_line": 1,
         "processed_at": PROCESSED,
+        "event_key": None,
+        "quality_warnings": None,
+        "extras": None,
     }
     late = {
         key: (row["is_late"], row["quantity"], row["total_amount"]) for key, row in rows.items()
@@ -315,3 +334,29 @@ def test_route_batches_writes_each_side_as_csv_and_counts(batch: pa.RecordBatch)
 # test_routed_rows_counted_routes_every_row_through_spark: left for the lead, whose Spark side
 # (transforms/file_rows.py, ingest_batch.py) replaces arrow_routing.routed_rows_counted, which
 # it ran through mapInArrow.
+
+
+def test_warnings_are_an_array_literal_on_stored_rows_and_extras_reach_the_raw_record() -> None:
+    """A warn rule keeps the row, its code written as PostgreSQL reads a text[]; a dead letter's
+    raw record carries the file's unknown columns, so a replay writes them back."""
+    contract = with_severities(
+        STRICT_CONTRACT, UNEXPECTED_PRICE="warn", INVALID_USER_SEGMENT="warn"
+    )
+    rules = ValidationRules(PROCESSED, contract, CATALOGUE)
+    table = latest_batch(
+        {"w.csv": ("v3", [view(1, price="5", user_segment="vip"), view(2), view(3, event_id="")])}
+    )
+    extras = pa.array(['{"page":"/a"}', None, '{"page":"/c\\"q\\""}'], pa.string())
+    table = table.set_column(table.schema.get_field_index("extras"), "extras", extras)
+    batch = routed(enrich_events(validate_events(table, rules), rules, WATERMARK_S))
+    batch = batch.combine_chunks().to_batches()[0]
+    stored = by_line(event_rows(batch))
+    assert stored[("w.csv", 1)]["quality_warnings"] == "{UNEXPECTED_PRICE,INVALID_USER_SEGMENT}"
+    assert stored[("w.csv", 1)]["extras"] == '{"page":"/a"}'
+    assert stored[("w.csv", 2)]["quality_warnings"] is None
+    dead = by_line(dead_letter_rows(batch))
+    assert dead[("w.csv", 3)]["error_codes"] == "{MISSING_EVENT_ID}"
+    assert json.loads(dead[("w.csv", 3)]["raw_record"])["page"] == '/c"q"'
+    counts = count_by_file(batch)["w.csv"]
+    assert (counts.rows_read, counts.rows_valid, counts.rows_warned) == (3, 2, 1)
+    assert counts.warning_counts == {"UNEXPECTED_PRICE": 1, "INVALID_USER_SEGMENT": 1}

@@ -9,15 +9,25 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 from ecom_assets.resources.event_reader import KEEP
+from ecom_assets.schema.contract import ErrorCode, Severity, with_severities
+from ecom_assets.schema.contract_file import load_contract
 from ecom_assets.schema.detection import detect_header
+from ecom_assets.schema.extras import EXTRAS
 from ecom_assets.schema.migration import to_latest
 from ecom_assets.schema.parsing import RECORD, raw_column_names, raw_name
 from ecom_assets.schema.versions import version_by_name
 from ecom_assets.transforms.validate import ValidationRules
+from generator.catalog import demo_catalogue
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 ARRIVED = datetime(2024, 6, 1, 11, 0, tzinfo=UTC)
-RULES = ValidationRules(now=NOW, future_tolerance_s=300, max_price=10_000.0, max_quantity=100)
+DEFAULT_CONTRACT = load_contract()
+STRICT_CONTRACT = with_severities(DEFAULT_CONTRACT, **{code: Severity.ERROR for code in ErrorCode})
+"""The default contract with every rule an error: each code shows in ``error_codes``."""
+CATALOGUE = demo_catalogue()
+RULES = ValidationRules(NOW, STRICT_CONTRACT, CATALOGUE)
+"""Strict rules over the demo catalogue (the default limits: max price 10,000, quantity 100,
+5 minutes into the future)."""
 
 Record = Mapping[str, str]
 File = tuple[str, Sequence[Record]]
@@ -79,5 +89,6 @@ def latest_batch(
         columns["source_line"] = pa.array(range(1, len(records) + 1), pa.int32())
         columns[raw_name(RECORD)] = pa.array([r.get(RECORD) for r in records], pa.string())
         columns["arrived_at"] = pa.array([arrived] * len(records), pa.timestamp("us", tz="UTC"))
+        columns[EXTRAS] = pa.nulls(len(records), pa.string())
         tables.append(to_latest(pa.table(columns), match.version, keep=KEEP))
     return pa.concat_tables(tables)

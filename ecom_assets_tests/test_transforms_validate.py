@@ -1,7 +1,9 @@
 """validate_events: each ErrorCode alone, several at once, normalisation before validation, the
-per-file duplicate rule, and agreement with the generator's ground truth.
+per-file duplicate rule, severities, id formats and the catalogue, and agreement with the
+generator's ground truth.
 
-All cases run as one table; the parametrized tests look their row up.
+The cases run as one table under the strict contract (every rule an error) over the demo
+catalogue; the parametrized tests look their row up.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import pyarrow as pa
 import pytest
 
 from ecom_assets.resources.event_reader import ReadableFile, read_event_files
-from ecom_assets.schema.contract import ErrorCode
+from ecom_assets.schema.catalogue import Catalogue
+from ecom_assets.schema.contract import ErrorCode, IdFormat, with_severities
+from ecom_assets.schema.contract_file import parse_contract
 from ecom_assets.schema.detection import detect_file
-from ecom_assets.settings import QualitySettings
 from ecom_assets.transforms.enrich import enrich_events
 from ecom_assets.transforms.validate import (
     CODE_FIELDS,
@@ -33,8 +36,11 @@ from ecom_assets_tests.test_generator_support import (
     run_generator,
 )
 from ecom_assets_tests.test_transforms_support import (
+    CATALOGUE,
+    DEFAULT_CONTRACT,
     NOW,
     RULES,
+    STRICT_CONTRACT,
     event,
     latest_batch,
     uid,
@@ -107,6 +113,12 @@ SINGLE = {name for name, *_ in _CASES}
 
 # -- valid rows, including normalisation before validation and boundary values
 case("valid_purchase", event(n()))
+# trackers write "none" as zero on types that carry no price or quantity
+case("valid_view_zero_price_and_quantity", view(n(), price="0.0", quantity="0"))
+case("valid_search_zero_price_blank_quantity", view(n(), event_type="search", price="0"))
+# the default contract lets a search name no product (and its category then stays unknown)
+case("valid_search_without_product", view(n(), event_type="search", product_id="", category=""))
+case("valid_upper_case_uuid", event(n(), event_id=uid(n()).upper()))
 case("valid_view_anonymous_blank_user", view(n(), user_id="", user_segment=""))
 case("valid_search_user_zero", view(n(), event_type="search", user_id="0"))
 case("valid_cart_without_quantity", event(n(), event_type="add_to_cart", quantity=""))
@@ -159,7 +171,9 @@ case(
 case("invalid_user_is_not_anonymous", event(n(), user_id="abc"), E.INVALID_USER_ID)
 case("negative_user_is_not_anonymous", event(n(), user_id="-1"), E.INVALID_USER_ID)
 case("bad_price_value_on_view", view(n(), price="-5"), E.NEGATIVE_PRICE, E.UNEXPECTED_PRICE)
-case("bad_quantity_on_view", view(n(), quantity="0"), E.UNEXPECTED_QUANTITY)
+case("bad_quantity_on_view", view(n(), quantity="-1"), E.UNEXPECTED_QUANTITY)
+case("garbage_quantity_on_view", view(n(), quantity="abc"), E.UNEXPECTED_QUANTITY)
+case("garbage_price_on_view", view(n(), price="n/a"), E.INVALID_PRICE, E.UNEXPECTED_PRICE)
 case(
     "unknown_product_and_category",
     view(n(), product_id="999", category="furniture"),
@@ -306,12 +320,13 @@ def test_duplicates_follow_source_line_not_table_order() -> None:
     assert codes == {1: [], 2: [], 3: [E.MALFORMED_ROW], 4: [E.DUPLICATE_EVENT_ID]}
 
 
-def test_output_adds_error_codes_to_the_input() -> None:
+def test_output_adds_error_codes_and_warnings_to_the_input() -> None:
     batch = latest_batch({"a.csv": ("v3", [event(1)])})
     validated = validate_events(batch, RULES)
-    assert validated.column_names == [*batch.column_names, "error_codes"]
+    assert validated.column_names == [*batch.column_names, "error_codes", "quality_warnings"]
     assert validated.schema.field("error_codes").type == pa.list_(pa.string())
-    assert validated.drop_columns(["error_codes"]).equals(batch)
+    assert validated.schema.field("quality_warnings").type == pa.list_(pa.string())
+    assert validated.drop_columns(["error_codes", "quality_warnings"]).equals(batch)
 
 
 def test_empty_and_single_row_tables() -> None:
@@ -330,13 +345,98 @@ def test_every_code_has_a_rule_and_detail_fields() -> None:
     assert list(CODE_FIELDS) == list(ErrorCode)
 
 
-def test_rules_from_settings() -> None:
-    quality = QualitySettings(future_tolerance_s=60, max_price=500.0, max_quantity=7)
-    rules = ValidationRules.from_settings(quality, NOW)
-    assert rules == ValidationRules(NOW, future_tolerance_s=60, max_price=500.0, max_quantity=7)
+def test_rule_parameters_come_from_the_contract() -> None:
+    contract = parse_contract(
+        "rules:\n  FUTURE_EVENT_TIME: {tolerance_s: 60}\n  EXTREME_PRICE: {max_price: 500}\n"
+        "  INVALID_QUANTITY: {max_quantity: 7}\n"
+    )
+    rules = ValidationRules(NOW, contract)
     assert rules.future_limit_us == int(NOW.timestamp()) * 1_000_000 + 60_000_000
+    batch = latest_batch({"a.csv": ("v3", [
+        event(1, price="500.01"), event(2, quantity="8"), event(3, price="500", quantity="7"),
+        event(4, event_time="2024-06-01T12:01:01Z"), event(5, event_time="2024-06-01T12:01:00Z"),
+    ])})  # fmt: skip
+    assert validate_events(batch, rules)["error_codes"].to_pylist() == [
+        [E.EXTREME_PRICE], [E.INVALID_QUANTITY], [], [E.FUTURE_EVENT_TIME], []
+    ]  # fmt: skip
     with pytest.raises(ValueError, match="timezone-aware"):
-        ValidationRules.from_settings(quality, datetime(2024, 6, 1))
+        ValidationRules(datetime(2024, 6, 1), contract)
+
+
+def test_severities_send_each_code_to_errors_warnings_or_nowhere() -> None:
+    """error: the row is a dead letter with every error code; warn: it is stored with the code;
+    off: nothing. A row with an error keeps no warnings."""
+    contract = with_severities(
+        STRICT_CONTRACT, UNEXPECTED_PRICE="warn", INVALID_USER_SEGMENT="warn", UNKNOWN_PRODUCT="off"
+    )
+    batch = latest_batch({"a.csv": ("v3", [
+        view(1, price="5", user_segment="vip"),  # two warnings
+        view(2, price="5", user_segment="vip", event_time=""),  # an error hides them
+        view(3, product_id="999", category=""),  # off
+        view(4, price="5", user_segment="vip", event_id=uid(4).upper()),  # case does not matter
+    ])})  # fmt: skip
+    validated = validate_events(batch, ValidationRules(NOW, contract, CATALOGUE))
+    assert validated["error_codes"].to_pylist() == [[], [E.MISSING_EVENT_TIME], [], []]
+    assert validated["quality_warnings"].to_pylist() == [
+        [E.UNEXPECTED_PRICE, E.INVALID_USER_SEGMENT], [], [],
+        [E.UNEXPECTED_PRICE, E.INVALID_USER_SEGMENT],
+    ]  # fmt: skip
+    assert validated["event_id"].to_pylist()[3] == uid(4)  # normalised to lower case
+
+
+def test_default_contract_accepts_other_shops_and_judges_the_catalogue_only_when_loaded() -> None:
+    """Out of the box a product or category nobody declared, a foreign segment and a price on a
+    view are warnings; with no catalogue the catalogue rules do not apply at all."""
+    records = [
+        view(1, product_id="77", category="garden_tools"),
+        view(2, user_segment="anonymous", user_id="0"),
+        view(3, price="12.50"),
+        event(4, event_type="purchase", price="0"),
+    ]
+    batch = latest_batch({"a.csv": ("v3", records)})
+    without = validate_events(batch, ValidationRules(NOW, DEFAULT_CONTRACT))
+    assert without["error_codes"].to_pylist() == [[], [], [], [E.NON_POSITIVE_PURCHASE_PRICE]]
+    assert without["quality_warnings"].to_pylist() == [
+        [], [E.INVALID_USER_SEGMENT], [E.UNEXPECTED_PRICE], []
+    ]  # fmt: skip
+    shop = Catalogue.of({77: "garden_tools", 78: "kitchen"})
+    loaded = validate_events(batch, ValidationRules(NOW, DEFAULT_CONTRACT, shop))
+    assert loaded["quality_warnings"].to_pylist()[0] == []
+    records[0] = view(1, product_id="78", category="garden_tools")
+    mismatch = latest_batch({"a.csv": ("v3", [*records[:1], view(5, product_id="79")])})
+    judged = validate_events(mismatch, ValidationRules(NOW, DEFAULT_CONTRACT, shop))
+    assert judged["quality_warnings"].to_pylist() == [
+        [E.CATEGORY_PRODUCT_MISMATCH], [E.UNKNOWN_PRODUCT, E.UNKNOWN_CATEGORY]
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("id_format", "valid", "invalid"),
+    [
+        (IdFormat.UUID, [uid(1), " " + uid(2).upper()], ["01J9Z3Q4V5W6X7Y8Z9A0B1C2D3", "evt-1"]),
+        (IdFormat.ULID, ["01J9Z3Q4V5W6X7Y8Z9A0B1C2D3", "01j9z3q4v5w6x7y8z9a0b1c2d4"],
+         [uid(1), "81J9Z3Q4V5W6X7Y8Z9A0B1C2D3", "01J9Z3Q4V5W6X7Y8Z9A0B1C2DU"]),
+        (IdFormat.TEXT, ["evt-1", "shop:2024/123", uid(1), "x" * 256],
+         ["two words", "x" * 257, "tab\there"]),
+    ],
+)  # fmt: skip
+def test_event_id_formats(id_format: IdFormat, valid: list[str], invalid: list[str]) -> None:
+    contract = parse_contract(f"event_id: {{format: {id_format.value}}}\n")
+    ids = [*valid, *invalid]
+    batch = latest_batch({"a.csv": ("v3", [event(i, event_id=v) for i, v in enumerate(ids)])})
+    codes = validate_events(batch, ValidationRules(NOW, contract))["error_codes"].to_pylist()
+    assert codes == [[]] * len(valid) + [[E.INVALID_EVENT_ID]] * len(invalid)
+
+
+def test_duplicates_of_text_ids_are_found_per_file() -> None:
+    contract = parse_contract("event_id: {format: text}\n")
+    batch = latest_batch({
+        "a.csv": ("v3", [event(1, event_id="a-1"), event(2, event_id="a-22"),
+                         event(3, event_id="a-1"), event(4, event_id="A-1")]),
+        "b.csv": ("v3", [event(5, event_id="a-1")]),
+    })  # fmt: skip
+    codes = validate_events(batch, ValidationRules(NOW, contract))["error_codes"].to_pylist()
+    assert codes == [[], [], [E.DUPLICATE_EVENT_ID], [], []]  # text ids compare exactly
 
 
 def test_generator_ground_truth(tmp_path: Path) -> None:
@@ -361,14 +461,13 @@ def test_generator_ground_truth(tmp_path: Path) -> None:
             line_codes = entry["codes"]
             expected[(path.name, line)] = (line_codes, entry["late"] and not line_codes)
     assert versions == {"v1", "v2", "v3"}
-    rules = ValidationRules(
-        now=max(file.arrived_at for file in files),
-        future_tolerance_s=LIMITS.future_tolerance_s,
-        max_price=LIMITS.max_price,
-        max_quantity=LIMITS.max_quantity,
+    rules = ValidationRules(max(file.arrived_at for file in files), STRICT_CONTRACT, CATALOGUE)
+    assert (rules.contract.max_price, rules.contract.max_quantity) == (
+        LIMITS.max_price,
+        LIMITS.max_quantity,
     )
     batch = read_event_files(files)
-    enriched = enrich_events(validate_events(batch, rules), LIMITS.late_watermark_s, NOW)
+    enriched = enrich_events(validate_events(batch, rules), rules, LIMITS.late_watermark_s)
     rows = enriched.select(["source_file", "source_line", "error_codes", "is_late"]).to_pylist()
     actual = {
         (r["source_file"], r["source_line"]): (

@@ -297,3 +297,19 @@ def test_asset_checks_passed_for_the_partition(page: Page, platform: Platform) -
     page.goto("/assets/ecommerce_events?view=checks")
     item = page.locator(ROW).filter(has=page.get_by_text("unique_event_ids", exact=True))
     expect(item.get_by_text("Succeeded", exact=True)).to_be_visible()
+
+
+def test_the_events_asset_shows_the_contract_in_force(page: Page, platform: Platform) -> None:
+    """The contract is configuration: the asset's metadata names the file in force, and its
+    Markdown lists the event types and every rule with its severity."""
+    page.goto("/assets/ecommerce_events")
+    metadata = page.locator("tr").filter(has=page.get_by_text("contract_file", exact=True))
+    expect(metadata.get_by_text("default_contract.yaml")).to_be_visible(timeout=30_000)
+    contract = page.locator("tr").filter(has=page.get_by_text("contract", exact=True))
+    contract.get_by_text("[Show Markdown]").click()
+    for text in ("UNKNOWN_PRODUCT", "MISSING_EVENT_ID", "error (always)", "remove_from_cart"):
+        expect(page.get_by_role("dialog").get_by_text(text).first).to_be_visible()
+    page.keyboard.press("Escape")
+    page.goto("/assets/ecommerce_events?view=checks")
+    item = page.locator(ROW).filter(has=page.get_by_text("quality_warnings", exact=True))
+    expect(item.get_by_text("Succeeded", exact=True)).to_be_visible()

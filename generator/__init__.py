@@ -24,7 +24,8 @@ Value sets (weights in catalog.py)
         segment (premium buy most, inactive and at_risk least); anonymous visitors (30 % of
         visits) only view (78 %) and search (22 %).
     user_segment: new, returning, premium, inactive, at_risk, a fixed function of user_id.
-    products: the 12 categories of ecom_assets.schema.contract.CATEGORIES, each with its
+    products: the 12 categories of catalog.CATEGORIES (the demo catalogue, which
+        `--write-catalogue FILE` writes for `ecom catalog load`), each with its
         product-id range; every product has one fixed price inside its category's price range
         (the same in every run). A visit mostly stays in one category; add_to_cart fills a cart
         that remove_from_cart and purchase take from.
@@ -42,20 +43,21 @@ Sessions: 40 visits are open at once and events interleave; a visit has ~8 event
 session_id (and v3 context) changes when more than 30 minutes pass between two of their events.
 
 Anomalies (``--anomaly-rate``, default 2 %) each break exactly one rule of
-contract.ErrorCode; the kind is drawn uniformly among those the file's version can carry:
+contract.ErrorCode; the truth file says whether the contract in force (ECOM_CONTRACT_FILE) makes
+it an error or a warning. The kind is drawn uniformly among those the file's version can carry:
     missing_event_id MISSING_EVENT_ID, invalid_event_id INVALID_EVENT_ID,
     duplicate_event_id DUPLICATE_EVENT_ID (exact copy of an earlier row of the same file),
     invalid_user_id INVALID_USER_ID, user_required USER_REQUIRED (user_id 0 or blank on cart,
     wishlist or purchase), missing_event_type MISSING_EVENT_TYPE, invalid_event_type
-    INVALID_EVENT_TYPE, missing_product_id MISSING_PRODUCT_ID, invalid_product_id
+    INVALID_EVENT_TYPE, missing_product_id MISSING_PRODUCT_ID (on views), invalid_product_id
     INVALID_PRODUCT_ID, unknown_product UNKNOWN_PRODUCT, unknown_category UNKNOWN_CATEGORY*,
     category_product_mismatch CATEGORY_PRODUCT_MISMATCH*, missing_price MISSING_PRICE,
     invalid_price INVALID_PRICE, negative_price NEGATIVE_PRICE (add_to_cart), extreme_price
-    EXTREME_PRICE (above ECOM_QUALITY_MAX_PRICE), zero_purchase_price
+    EXTREME_PRICE (above the contract's max_price), zero_purchase_price
     NON_POSITIVE_PURCHASE_PRICE, unexpected_price UNEXPECTED_PRICE, invalid_quantity
     INVALID_QUANTITY*, unexpected_quantity UNEXPECTED_QUANTITY*, missing_event_time
     MISSING_EVENT_TIME, invalid_event_time INVALID_EVENT_TIME, future_event_time
-    FUTURE_EVENT_TIME (1-6 h beyond ECOM_QUALITY_FUTURE_TOLERANCE_S), invalid_user_segment
+    FUTURE_EVENT_TIME (1-6 h beyond the contract's tolerance_s), invalid_user_segment
     INVALID_USER_SEGMENT*, malformed_row MALFORMED_ROW (one of the version's fields left out);
     and replayed (no code): an exact copy of a row of an earlier file of
     the same run, a duplicate the pipeline skips. (* v2/v3 only.)

@@ -2,30 +2,31 @@
 
 A kind names the event types of the valid row it starts from (always a registered user's, so no
 rule but its own can fire) and the defect it applies; `code` is the single ErrorCode the
-pipeline must report for it. `malformed_row` leaves one field out, so the row is one field
-short of its header (an extra field could not survive: run.py cuts rows to the version's width
-when writing). Two kinds copy an earlier row instead: `duplicate_event_id` repeats a row of the
-same file (DUPLICATE_EVENT_ID), `replayed` repeats a row of an earlier file, which
-is a duplicate the pipeline skips, not an error (code None). Kinds that need the v2 columns
-(category, quantity, user_segment) have `min_width` 10 and are never used in v1 files.
+pipeline must report for it, as an error or a warning as the contract in force says
+(`Limits`). `malformed_row` leaves one field out, so the row is one field short of its header
+(an extra field could not survive: run.py cuts rows to the version's width when writing). Two
+kinds copy an earlier row instead: `duplicate_event_id` repeats a row of the same file
+(DUPLICATE_EVENT_ID), `replayed` repeats a row of an earlier file, which is a duplicate the
+pipeline skips, not an error (code None). Kinds that need the v2 columns (category, quantity,
+user_segment) have `min_width` 10 and are never used in v1 files.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
-from ecom_assets.schema.contract import (
+from ecom_assets.schema.contract import Contract, ErrorCode
+from ecom_assets.settings import QualitySettings
+from generator import catalog
+from generator.catalog import (
     CATEGORIES,
     EVENT_TYPES,
     PRICED_EVENT_TYPES,
     USER_REQUIRED_EVENT_TYPES,
-    ErrorCode,
 )
-from ecom_assets.settings import QualitySettings
-from generator import catalog
 from generator.clock import US
 from generator.model import (
     CATEGORY,
@@ -44,21 +45,28 @@ from generator.model import (
 
 @dataclass(frozen=True)
 class Limits:
-    """The validator's thresholds the defects must cross (from QualitySettings)."""
+    """The contract's thresholds the defects must cross, and the severity of each rule (what
+    the truth files expect of a code: "error", "warn" or "off"; an absent code is an error)."""
 
     max_price: float
     max_quantity: int
     future_tolerance_s: int
     late_watermark_s: int
+    severities: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_settings(cls, quality: QualitySettings) -> Limits:
+    def from_contract(cls, contract: Contract, quality: QualitySettings) -> Limits:
         return cls(
-            max_price=quality.max_price,
-            max_quantity=quality.max_quantity,
-            future_tolerance_s=quality.future_tolerance_s,
+            max_price=contract.max_price,
+            max_quantity=contract.max_quantity,
+            future_tolerance_s=contract.future_tolerance_s,
             late_watermark_s=quality.late_watermark_s,
-        )
+            severities={code.value: severity.value for code, severity in
+                        contract.severities.items()},
+        )  # fmt: skip
+
+    def severity(self, code: ErrorCode) -> str:
+        return self.severities.get(code.value, "error")
 
 
 @dataclass(frozen=True)
@@ -223,7 +231,8 @@ KINDS: tuple[AnomalyKind, ...] = (
     AnomalyKind("user_required", E.USER_REQUIRED, USER_TYPES, _anonymous_action),
     AnomalyKind("missing_event_type", E.MISSING_EVENT_TYPE, BROWSE_TYPES, _missing(EVENT_TYPE)),
     AnomalyKind("invalid_event_type", E.INVALID_EVENT_TYPE, BROWSE_TYPES, _invalid_event_type),
-    AnomalyKind("missing_product_id", E.MISSING_PRODUCT_ID, BROWSE_TYPES, _missing_product),
+    # not on searches: the default contract lets a search name no product
+    AnomalyKind("missing_product_id", E.MISSING_PRODUCT_ID, ("view",), _missing_product),
     AnomalyKind("invalid_product_id", E.INVALID_PRODUCT_ID, BROWSE_TYPES, _invalid_product),
     AnomalyKind("unknown_product", E.UNKNOWN_PRODUCT, BROWSE_TYPES, _unknown_product),
     AnomalyKind(

@@ -36,17 +36,25 @@ class Batch:
     late: int = 0
 
     def truth(self) -> dict[str, Any]:
-        """Counts and per-line entries; lines not listed are valid, on time and new."""
+        """Counts and per-line entries; lines not listed are valid, on time, new and clean.
+
+        A line's ``codes`` are its errors (a dead letter), its ``warnings`` what a stored row
+        carries, as the contract in force judges the code; warnings on catalogue rules assume
+        the demo catalogue is loaded (as `ecom up` does when it starts the generator).
+        """
         codes = Counter(code for line in self.lines for code in line["codes"])
+        warnings = Counter(code for line in self.lines for code in line["warnings"])
         invalid = sum(1 for line in self.lines if line["codes"])
         replayed = self.kinds["replayed"]
         return {
             "rows": len(self.rows),
             "invalid": invalid,
+            "warned": sum(1 for line in self.lines if line["warnings"]),
             "replayed": replayed,
             "late": self.late,
             "valid_new": len(self.rows) - invalid - replayed,
             "codes": dict(sorted(codes.items())),
+            "warnings": dict(sorted(warnings.items())),
             "lines": self.lines,
         }
 
@@ -95,7 +103,7 @@ class BatchBuilder:
             else:
                 row = self._late(now_us)
                 batch.late += 1
-                batch.lines.append(_line(index + 1, "late", None, late=True))
+                batch.lines.append(_line(index + 1, "late", None, "off", late=True))
             rows.append(row)
         self._pending = originals
         return batch
@@ -135,7 +143,8 @@ class BatchBuilder:
         else:
             raise ValueError(f"anomaly kind {kind.name} neither copies a row nor has a defect")
         batch.kinds[kind.name] += 1
-        batch.lines.append(_line(line, kind.name, kind.code, late=late))
+        severity = self._limits.severity(kind.code) if kind.code else "off"
+        batch.lines.append(_line(line, kind.name, kind.code, severity, late=late))
         return row
 
     def remember(self) -> None:
@@ -150,11 +159,12 @@ class BatchBuilder:
         self._pending = []
 
 
-def _line(line: int, kind: str, code: str | None, late: bool) -> dict[str, Any]:
+def _line(line: int, kind: str, code: str | None, severity: str, late: bool) -> dict[str, Any]:
     return {
         "line": line,
         "kind": kind,
-        "codes": [str(code)] if code else [],
+        "codes": [str(code)] if code and severity == "error" else [],
+        "warnings": [str(code)] if code and severity == "warn" else [],
         "replayed": kind == "replayed",
         "late": late,
     }

@@ -1,16 +1,77 @@
-"""Value sets that make generated traffic look like a real shop's, and fixed product prices.
+"""The demo shop: its event types, segments, catalogue and the value sets that make its traffic
+look real.
 
-Everything here is data: weights, context values and the price of every product. Prices come
-from a fixed-seed generator independent of the run's seed, so a product costs the same in every
-run and every file, as it would in a real catalogue.
+Everything here is data: weights, context values and the price of every product. The event types
+and segments are those of the default contract (ecom_assets/schema/default_contract.yaml), which
+accepts them; the catalogue is the demo's reference data, which `ecom up` loads into the
+``products`` table when it starts the generator (``write_catalogue``), so the catalogue rules
+have something to check. Prices come from a fixed-seed generator independent of the run's seed,
+so a product costs the same in every run and every file, as it would in a real catalogue.
 """
 
 from __future__ import annotations
 
+import csv
 import random
+from dataclasses import dataclass
 from itertools import accumulate
+from pathlib import Path
 
-from ecom_assets.schema.contract import CATEGORIES, Category
+from ecom_assets.schema.catalogue import Catalogue
+
+EVENT_TYPES: tuple[str, ...] = (
+    "view",
+    "search",
+    "add_to_cart",
+    "remove_from_cart",
+    "wishlist",
+    "purchase",
+)
+ANONYMOUS_EVENT_TYPES: frozenset[str] = frozenset({"view", "search"})
+"""Anonymous visitors (user_id 0) only do these; every other type needs a user."""
+USER_REQUIRED_EVENT_TYPES: frozenset[str] = frozenset(EVENT_TYPES) - ANONYMOUS_EVENT_TYPES
+PRICED_EVENT_TYPES: frozenset[str] = frozenset({"add_to_cart", "purchase"})
+"""Only these carry price and quantity."""
+USER_SEGMENTS: tuple[str, ...] = ("new", "returning", "premium", "inactive", "at_risk")
+
+
+@dataclass(frozen=True)
+class Category:
+    """A product category: its products are ids first_product_id..last_product_id."""
+
+    name: str
+    first_product_id: int
+    last_product_id: int
+    min_price: float
+    max_price: float
+
+    def owns(self, product_id: int) -> bool:
+        return self.first_product_id <= product_id <= self.last_product_id
+
+
+CATEGORIES: tuple[Category, ...] = (
+    Category("electronics", 1000, 1999, 49.0, 2499.0),
+    Category("computers", 2000, 2999, 199.0, 4999.0),
+    Category("phones", 3000, 3999, 99.0, 1799.0),
+    Category("home_kitchen", 4000, 4999, 9.0, 899.0),
+    Category("fashion", 5000, 5999, 9.0, 499.0),
+    Category("beauty", 6000, 6999, 4.0, 199.0),
+    Category("sports", 7000, 7999, 9.0, 1299.0),
+    Category("books", 8000, 8999, 3.0, 89.0),
+    Category("toys", 9000, 9999, 5.0, 299.0),
+    Category("grocery", 10000, 10999, 1.0, 99.0),
+    Category("garden", 11000, 11999, 5.0, 1499.0),
+    Category("automotive", 12000, 12999, 5.0, 999.0),
+)
+CATEGORY_BY_NAME: dict[str, Category] = {category.name: category for category in CATEGORIES}
+
+
+def category_of_product(product_id: int) -> Category | None:
+    for category in CATEGORIES:
+        if category.owns(product_id):
+            return category
+    return None
+
 
 SESSION_GAP_S = 30 * 60
 """Inactivity after which a user's next event starts a new session (the web-analytics default)."""
@@ -20,7 +81,7 @@ ANONYMOUS_SHARE = 0.3
 
 ANONYMOUS_TYPE_WEIGHTS: tuple[tuple[str, ...], tuple[int, ...]] = (("view", "search"), (78, 22))
 
-# Logged-in weights per segment, in the order of contract.EVENT_TYPES (view, search, add_to_cart,
+# Logged-in weights per segment, in the order of EVENT_TYPES (view, search, add_to_cart,
 # remove_from_cart, wishlist, purchase). Premium users buy more, inactive and at-risk users browse.
 SEGMENT_TYPE_WEIGHTS: dict[str, tuple[int, ...]] = {
     "new": (60, 18, 10, 3, 5, 4),
@@ -108,7 +169,7 @@ ALWAYS_CAMPAIGN_REFERRERS = frozenset({"newsletter", "affiliate"})
 """Referrers whose links are always tagged; the others carry a campaign in PAID_SHARE of visits."""
 
 CATEGORY_WEIGHTS: tuple[int, ...] = (14, 9, 11, 10, 14, 8, 7, 7, 6, 6, 4, 4)
-"""Popularity of contract.CATEGORIES, in its order."""
+"""Popularity of CATEGORIES, in its order."""
 
 _PRICE_SEED = 20260129
 
@@ -147,3 +208,23 @@ CATEGORY_OF: dict[int, str] = {
     for product_id in range(category.first_product_id, category.last_product_id + 1)
 }
 """Category name of every product id in the catalogue."""
+
+
+def demo_catalogue() -> Catalogue:
+    """The demo shop's catalogue as the pipeline holds a loaded one."""
+    return Catalogue.of(CATEGORY_OF)
+
+
+def write_catalogue(path: Path) -> int:
+    """The demo catalogue as the CSV `ecom catalog load` reads; returns the products written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["product_id", "category", "name", "price"])
+        for product_id, category in CATEGORY_OF.items():
+            writer.writerow(
+                [product_id, category, f"{category} item {product_id}", PRICES[product_id]]
+            )
+    temporary.replace(path)
+    return len(CATEGORY_OF)

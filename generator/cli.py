@@ -12,8 +12,11 @@ import sys
 import threading
 from pathlib import Path
 
+from ecom_assets.schema.contract import Contract
+from ecom_assets.schema.contract_file import ContractError, load_contract
 from ecom_assets.settings import Settings, SettingsError, load_settings
 from generator.anomalies import Limits
+from generator.catalog import write_catalogue
 from generator.clock import parse_start_time
 from generator.logs import setup_logging
 from generator.model import SCHEMA_VERSIONS
@@ -75,6 +78,12 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         "--log-dir", type=Path, default=settings.log_dir, help="default %(default)s"
     )
     parser.add_argument(
+        "--write-catalogue",
+        type=Path,
+        metavar="FILE",
+        help="write the demo shop's catalogue as a CSV for `ecom catalog load`, then exit",
+    )
+    parser.add_argument(
         "--truth-dir",
         type=Path,
         help="write a JSON ground-truth file per CSV here (keep it outside the input dir)",
@@ -131,7 +140,12 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace, settings: Settings) -> RunConfig:
+def config_from_args(
+    args: argparse.Namespace, settings: Settings, contract: Contract | None = None
+) -> RunConfig:
+    """The run's configuration; anomalies are judged by ``contract`` (default: the one in
+    force, ECOM_CONTRACT_FILE), so the truth files say which are errors and which warnings."""
+    contract = contract or load_contract(settings.paths.contract)
     interval_s = args.events_per_file / args.rate if args.rate else args.interval
     start_us = args.start_time
     if start_us is None and args.seed is not None:
@@ -148,7 +162,7 @@ def config_from_args(args: argparse.Namespace, settings: Settings) -> RunConfig:
         start_us=start_us,
         anomaly_rate=args.anomaly_rate,
         late_rate=args.late_rate,
-        limits=Limits.from_settings(settings.quality),
+        limits=Limits.from_contract(contract, settings.quality),
     )
 
 
@@ -159,7 +173,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generator: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     args = build_parser(settings).parse_args(argv)
-    config = config_from_args(args, settings)
+    if args.write_catalogue is not None:
+        written = write_catalogue(args.write_catalogue)
+        print(f"generator: {written} products of the demo catalogue in {args.write_catalogue}")
+        return EXIT_OK
+    try:
+        config = config_from_args(args, settings)
+    except ContractError as exc:
+        print(f"generator: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     try:
         log = setup_logging(args.log_dir)
     except OSError as exc:

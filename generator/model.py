@@ -12,15 +12,10 @@ import random
 from bisect import bisect
 from collections.abc import Callable
 
-from ecom_assets.schema.contract import (
-    ANONYMOUS_USER_ID,
-    CATEGORIES,
-    EVENT_TYPES,
-    PRICED_EVENT_TYPES,
-    USER_SEGMENTS,
-)
+from ecom_assets.schema.contract import ANONYMOUS_USER_ID
 from ecom_assets.schema.versions import LATEST, VERSIONS
 from generator import catalog
+from generator.catalog import CATEGORIES, EVENT_TYPES, PRICED_EVENT_TYPES, USER_SEGMENTS
 from generator.clock import US, EventTimeFormat
 
 # the schema registry owns the columns; versions only append, so each is a prefix of LATEST's

@@ -6,6 +6,8 @@ against what PostgreSQL now holds for the partition.
 
 # no `from __future__ import annotations`: Dagster inspects the context annotation at runtime
 
+from collections import Counter
+
 import dagster as dg
 from dagster_pyspark import LazyPySparkResource
 
@@ -15,18 +17,20 @@ from ecom_assets.monitoring.logs import Tee, ingest_logger
 from ecom_assets.partitions import ingest_partitions
 from ecom_assets.reliability import DependencyUnavailableError, describe_error
 from ecom_assets.resources.postgres import PostgresResource
+from ecom_assets.schema.contract import Contract
+from ecom_assets.schema.contract_file import contract_markdown, load_contract
 from ecom_assets.settings import ReliabilitySettings, Settings
 
 
-def _error_table(report: IngestReport) -> dg.TableMetadataValue:
+def _code_table(counts: Counter[str], rows_read: int, column: str) -> dg.TableMetadataValue:
     return dg.MetadataValue.table(
         records=[
-            dg.TableRecord({"error_code": code, "rows": count, "share": count / report.rows_read})
-            for code, count in report.error_counts.most_common()
+            dg.TableRecord({column: code, "rows": count, "share": count / rows_read})
+            for code, count in counts.most_common()
         ],
         schema=dg.TableSchema(
             columns=[
-                dg.TableColumn("error_code", "string"),
+                dg.TableColumn(column, "string"),
                 dg.TableColumn("rows", "int"),
                 dg.TableColumn("share", "float"),
             ]
@@ -48,7 +52,9 @@ def report_metadata(report: IngestReport) -> dict[str, object]:
         "rows_duplicate": report.rows_duplicate,
         "rows_late": report.rows_late,
         "validity_rate": report.validity_rate if report.validity_rate is not None else 1.0,
-        "error_breakdown": _error_table(report),
+        "error_breakdown": _code_table(report.error_counts, report.rows_read, "error_code"),
+        "rows_warned": report.rows_warned,
+        "warning_breakdown": _code_table(report.warning_counts, report.rows_read, "warning_code"),
         "seconds": round(report.seconds, 3),
         "rows_per_second": round(report.rows_read / report.seconds) if report.seconds else 0,
         "retries": report.retries,
@@ -74,7 +80,17 @@ INGEST_TABLES = {
 }
 
 
-def build_ingest_assets(settings: Settings, upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
+def build_ingest_assets(
+    settings: Settings, upstream: list[dg.AssetKey], contract: Contract | None = None
+) -> dg.AssetsDefinition:
+    """The partitioned ingest multi-asset; ``contract`` (default: the one ECOM_CONTRACT_FILE
+    names) judges the rows, and the UI shows it as ecommerce_events' metadata."""
+    contract = contract or load_contract(settings.paths.contract)
+    contract_metadata = {
+        "contract": dg.MetadataValue.md(contract_markdown(contract)),
+        "contract_file": contract.source,
+    }
+
     @dg.multi_asset(
         name="ingest_events",
         specs=[
@@ -84,6 +100,7 @@ def build_ingest_assets(settings: Settings, upstream: list[dg.AssetKey]) -> dg.A
                 deps=upstream,
                 kinds={"spark", "postgres"},
                 description=description,
+                metadata=contract_metadata if key == "ecommerce_events" else None,
             )
             for key, description in INGEST_TABLES.items()
         ],
@@ -105,6 +122,7 @@ def build_ingest_assets(settings: Settings, upstream: list[dg.AssetKey]) -> dg.A
                 partition,
                 context.run.run_id,
                 Tee(ingest_logger(settings.log_dir), context.log),
+                contract=contract,
             )
         except DependencyUnavailableError:
             raise  # transient: the retry policy tries the step again

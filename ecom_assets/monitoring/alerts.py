@@ -28,7 +28,9 @@ from ecom_assets.monitoring.logs import LogSink
 from ecom_assets.monitoring.webhook import post_json
 from ecom_assets.settings import MonitoringSettings, QualitySettings, Settings
 
-AlertKind = Literal["low_validity", "high_latency", "error_concentration", "run_failure"]
+AlertKind = Literal[
+    "low_validity", "high_latency", "error_concentration", "run_failure", "high_warning_rate"
+]
 AlertLevel = Literal["WARNING", "ERROR"]
 
 
@@ -151,6 +153,31 @@ def error_concentration_alert(batch: BatchRecord, quality: QualitySettings) -> A
     )
 
 
+def warning_rate_alert(batch: BatchRecord, quality: QualitySettings) -> Alert | None:
+    """WARNING when more than max_warning_share of the rows read were stored with warnings: the
+    contract's warn rules fire often, so either the producer or the contract needs a look (a
+    new segment, an unloaded catalogue). Details list the rows per warning code."""
+    rate = batch.warning_rate
+    if rate is None or rate <= quality.max_warning_share:
+        return None
+    counts = dict(sorted(batch.warning_counts.items(), key=lambda item: (-item[1], item[0])))
+    worst = next(iter(counts), None)
+    return Alert(
+        kind="high_warning_rate",
+        level="WARNING",
+        message=f"partition {batch.partition_key} {_pct(rate)} of rows stored with warnings > "
+        f"{_pct(quality.max_warning_share)} (most: {worst})",
+        partition_key=batch.partition_key,
+        run_id=batch.run_id,
+        details={
+            "batch_no": batch.batch_no,
+            "warning_rate": rate,
+            "warning_counts": counts,
+            "max_warning_share": quality.max_warning_share,
+        },
+    )
+
+
 def assess_batch(
     batch: BatchRecord, previous_validity: Sequence[float], settings: Settings
 ) -> dict[AlertKind, Alert | None]:
@@ -165,6 +192,7 @@ def assess_batch(
             batch, previous_validity, settings.quality, settings.monitoring
         )
         verdicts["error_concentration"] = error_concentration_alert(batch, settings.quality)
+        verdicts["high_warning_rate"] = warning_rate_alert(batch, settings.quality)
     if batch.max_latency_s is not None:
         verdicts["high_latency"] = latency_alert(batch, settings.monitoring)
     return verdicts

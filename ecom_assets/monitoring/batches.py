@@ -45,10 +45,17 @@ class BatchRecord:
     max_latency_s: float | None = None
     error_counts: Mapping[str, int] = field(default_factory=dict)
     error: str | None = None
+    rows_warned: int = 0
+    """Valid rows stored with warnings (the contract's warn-severity rules)."""
+    warning_counts: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def validity_rate(self) -> float | None:
         return self.rows_valid / self.rows_read if self.rows_read else None
+
+    @property
+    def warning_rate(self) -> float | None:
+        return self.rows_warned / self.rows_read if self.rows_read else None
 
 
 def record_batch(conn: psycopg.Connection, batch: BatchRecord, min_validity: float) -> None:
@@ -57,8 +64,9 @@ def record_batch(conn: psycopg.Connection, batch: BatchRecord, min_validity: flo
         """
         INSERT INTO ingest_batches (run_id, batch_no, partition_key, status, files, rows_read,
             rows_valid, rows_invalid, validity_rate, quality_status, max_latency_s, error_counts,
-            error, started_at, finished_at)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp())
+            error, started_at, rows_warned, warning_counts, finished_at)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                clock_timestamp())
         ON CONFLICT (run_id, batch_no) DO NOTHING
         """,
         (
@@ -76,5 +84,7 @@ def record_batch(conn: psycopg.Connection, batch: BatchRecord, min_validity: flo
             json.dumps(dict(batch.error_counts), sort_keys=True),
             batch.error,
             batch.started_at,
+            batch.rows_warned,
+            json.dumps(dict(batch.warning_counts), sort_keys=True),
         ),
     )

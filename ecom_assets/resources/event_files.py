@@ -1,6 +1,7 @@
 """The input, processed and quarantine directories: listing, fingerprints and moves.
 
-Only regular `*.csv` files directly inside the input directory are candidates: hidden and
+Only regular `*.csv` files (the extension in any case: `.CSV` exports too) directly inside the
+input directory are candidates: hidden and
 temporary files (a producer's half-written `.name.tmp`), symlinks, sub-directories, FIFOs and
 files still changing (modified less than the settle time ago) are left alone. A name that is not
 UTF-8 is listed, for the run to quarantine (the ledger, a PostgreSQL text column, cannot hold
@@ -37,6 +38,11 @@ class InputFile:
         return self.directory / self.name
 
 
+def is_csv_name(name: str) -> bool:
+    """A CSV file's name, whatever the case of its extension (exports often say .CSV)."""
+    return name[-4:].lower() == ".csv"
+
+
 def list_input_files(
     input_dir: Path, settle_s: float, now: datetime, skip: Collection[str] = ()
 ) -> list[InputFile]:
@@ -52,7 +58,7 @@ def list_input_files(
         return []
     settled_before = now.timestamp() - settle_s
     for entry in entries:
-        if entry.name in skip or entry.name.startswith(".") or not entry.name.endswith(".csv"):
+        if entry.name in skip or entry.name.startswith(".") or not is_csv_name(entry.name):
             continue
         if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
             continue

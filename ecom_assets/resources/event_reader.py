@@ -23,10 +23,11 @@ from pyspark.sql import DataFrame, SparkSession
 from ecom_assets.partitions import produced_at
 from ecom_assets.schema.csv_records import FILE, SOURCE_LINE, read_records
 from ecom_assets.schema.detection import HeaderMatch, detect_file
+from ecom_assets.schema.extras import EXTRAS, extras_column
 from ecom_assets.schema.migration import to_latest
 from ecom_assets.schema.parsing import RECORD, raw_name
 
-KEEP = ("source_file", SOURCE_LINE, raw_name(RECORD), "arrived_at")
+KEEP = ("source_file", SOURCE_LINE, raw_name(RECORD), "arrived_at", EXTRAS)
 """What each row carries besides the schema's columns, through migration."""
 
 
@@ -84,14 +85,17 @@ def latest_events(contents: Iterable[tuple[ReadableFile, bytes]]) -> pa.Table:
 def _group_events(group: list[tuple[ReadableFile, bytes]]) -> pa.Table:
     """Files of one header read and migrated together; each row tagged with its file."""
     files = [file for file, _ in group]
-    records = read_records([content for _, content in group], files[0].header.columns)
+    header = files[0].header
+    records = read_records([content for _, content in group], header.columns)
     index = records.column(FILE)
     names = pa.array([file.path.name for file in files], pa.string())
     arrivals = pa.array([file.arrived_at for file in files], pa.timestamp("us", tz="UTC"))
-    tagged = records.append_column("source_file", names.take(index)).append_column(
-        "arrived_at", arrivals.take(index)
+    tagged = (
+        records.append_column("source_file", names.take(index))
+        .append_column("arrived_at", arrivals.take(index))
+        .append_column(EXTRAS, extras_column(records, header.columns, header.extra))
     )
-    return to_latest(tagged, files[0].header.version, keep=KEEP)
+    return to_latest(tagged, header.version, keep=KEEP)
 
 
 def read_event_files(files: Sequence[ReadableFile]) -> pa.Table:

@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import psycopg
@@ -179,6 +179,10 @@ class FileOutcome:
     error_counts: dict[str, int]
     landed_at: datetime
     processing_s: float
+    rows_warned: int = 0
+    warning_counts: dict[str, int] = field(default_factory=dict)
+    unknown_columns: tuple[str, ...] = ()
+    """Header columns no schema version knows (kept per row in ``extras``): drift."""
 
 
 def commit_batch(
@@ -217,9 +221,10 @@ def commit_batch(
                 """
                 INSERT INTO data_quality_metrics (run_id, partition_key, source_file,
                     schema_version, rows_read, rows_valid, rows_invalid, rows_inserted,
-                    rows_duplicate, rows_late, validity_rate, error_counts, latency_s, processing_s)
+                    rows_duplicate, rows_late, validity_rate, error_counts, latency_s, processing_s,
+                    rows_warned, warning_counts, unknown_columns)
                 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                        extract(epoch FROM clock_timestamp() - %s::timestamptz), %s)
+                        extract(epoch FROM clock_timestamp() - %s::timestamptz), %s, %s, %s, %s)
                 ON CONFLICT (run_id, source_file) DO NOTHING
                 """,
                 [
@@ -310,4 +315,7 @@ def _metrics_row(
         json.dumps(outcome.error_counts, sort_keys=True),
         outcome.landed_at,
         outcome.processing_s,
+        outcome.rows_warned,
+        json.dumps(outcome.warning_counts, sort_keys=True),
+        list(outcome.unknown_columns),
     )

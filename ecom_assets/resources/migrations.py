@@ -18,7 +18,7 @@ SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 _NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 _LOCK_KEY = 7_301_001  # pg_advisory_xact_lock key: one migrator at a time
 
-_LEDGER = """
+LEDGER = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
     version     TEXT        PRIMARY KEY,
     name        TEXT        NOT NULL,
@@ -64,7 +64,7 @@ def apply_migrations(conn: psycopg.Connection, migrations: list[Migration]) -> l
     applied_now: list[str] = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-        conn.execute(_LEDGER)
+        conn.execute(LEDGER)
         recorded = dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
         for migration in migrations:
             checksum = recorded.get(migration.version)

@@ -1,102 +1,218 @@
-"""The event contract shared by producers (the generator) and the pipeline (validation).
+"""The event contract: what a valid event is, and what each rule does to a row that breaks it.
 
-Event types, which of them carry a price or need a user, user segments, the product catalogue
-(each category owns a product-id range and a price range) and the catalogue of validation error
-codes. Keeping them in one place is what lets the generator inject exactly the anomalies the
-validator detects, and lets tests compare both against one ground truth.
+The contract is the operator's configuration (a YAML file, ``contract_file.py``; the shipped
+default is ``default_contract.yaml``), not code: which event types exist and which of them need
+a user, a product, a price and a quantity; which user segments are accepted; the event id's
+format; and for every rule (one ``ErrorCode`` each) its severity and parameters:
+
+- ``error``: the row goes to ``dead_letter_events`` with every error code it fails;
+- ``warn``: the row is stored in ``ecommerce_events`` with the code in ``quality_warnings``,
+  and counted per file and batch;
+- ``off``: the rule is not applied.
+
+Rules that guard what storage needs (an event id to key on, a parsable time, a product id, a
+well-formed record...) can only be errors: a row failing them cannot be stored as an event.
+Catalogue rules (products and categories) apply only when a catalogue is loaded
+(``resources/catalogue.py``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 ANONYMOUS_USER_ID = 0
-
-EVENT_TYPES: tuple[str, ...] = (
-    "view",
-    "search",
-    "add_to_cart",
-    "remove_from_cart",
-    "wishlist",
-    "purchase",
-)
-ANONYMOUS_EVENT_TYPES: frozenset[str] = frozenset({"view", "search"})
-"""Anonymous visitors (user_id 0) may only do these; every other type needs a user."""
-USER_REQUIRED_EVENT_TYPES: frozenset[str] = frozenset(EVENT_TYPES) - ANONYMOUS_EVENT_TYPES
-PRICED_EVENT_TYPES: frozenset[str] = frozenset({"add_to_cart", "purchase"})
-"""Only these carry price and quantity; revenue counts purchases only."""
-REVENUE_EVENT_TYPE = "purchase"
-
-USER_SEGMENTS: tuple[str, ...] = ("new", "returning", "premium", "inactive", "at_risk")
-
-
-@dataclass(frozen=True)
-class Category:
-    """A product category: its products are ids first_product_id..last_product_id."""
-
-    name: str
-    first_product_id: int
-    last_product_id: int
-    min_price: float
-    max_price: float
-
-    def owns(self, product_id: int) -> bool:
-        return self.first_product_id <= product_id <= self.last_product_id
-
-
-CATEGORIES: tuple[Category, ...] = (
-    Category("electronics", 1000, 1999, 49.0, 2499.0),
-    Category("computers", 2000, 2999, 199.0, 4999.0),
-    Category("phones", 3000, 3999, 99.0, 1799.0),
-    Category("home_kitchen", 4000, 4999, 9.0, 899.0),
-    Category("fashion", 5000, 5999, 9.0, 499.0),
-    Category("beauty", 6000, 6999, 4.0, 199.0),
-    Category("sports", 7000, 7999, 9.0, 1299.0),
-    Category("books", 8000, 8999, 3.0, 89.0),
-    Category("toys", 9000, 9999, 5.0, 299.0),
-    Category("grocery", 10000, 10999, 1.0, 99.0),
-    Category("garden", 11000, 11999, 5.0, 1499.0),
-    Category("automotive", 12000, 12999, 5.0, 999.0),
-)
-CATEGORY_BY_NAME: dict[str, Category] = {category.name: category for category in CATEGORIES}
-
-
-def category_of_product(product_id: int) -> Category | None:
-    for category in CATEGORIES:
-        if category.owns(product_id):
-            return category
-    return None
+PURCHASE = "purchase"
+"""The event type whose price must be positive and whose totals are revenue (the views)."""
 
 
 class ErrorCode(StrEnum):
-    """Stable validation error codes; a row keeps every code it fails.
+    """Stable rule codes; a row keeps every code it fails, as an error or a warning.
 
     Each code is one rule, so an injected anomaly maps to exactly one code.
     """
 
     MALFORMED_ROW = "MALFORMED_ROW"  # more or fewer fields than its header; no other code then
     MISSING_EVENT_ID = "MISSING_EVENT_ID"  # blank event_id
-    INVALID_EVENT_ID = "INVALID_EVENT_ID"  # not a UUID
+    INVALID_EVENT_ID = "INVALID_EVENT_ID"  # not of the contract's id format
     DUPLICATE_EVENT_ID = "DUPLICATE_EVENT_ID"  # second and later rows of one id within a file
     INVALID_USER_ID = "INVALID_USER_ID"  # not a whole number >= 0 (blank means anonymous, 0)
-    USER_REQUIRED = "USER_REQUIRED"  # cart, wishlist or purchase by an anonymous visitor
+    USER_REQUIRED = "USER_REQUIRED"  # a type that needs a user, by an anonymous visitor
     MISSING_EVENT_TYPE = "MISSING_EVENT_TYPE"  # blank event_type
-    INVALID_EVENT_TYPE = "INVALID_EVENT_TYPE"  # not one of EVENT_TYPES after trim + lower-case
-    MISSING_PRODUCT_ID = "MISSING_PRODUCT_ID"  # blank product_id
+    INVALID_EVENT_TYPE = "INVALID_EVENT_TYPE"  # not a declared type after trim + lower-case
+    MISSING_PRODUCT_ID = "MISSING_PRODUCT_ID"  # blank product_id on a type that needs one
     INVALID_PRODUCT_ID = "INVALID_PRODUCT_ID"  # not a whole number > 0
-    UNKNOWN_PRODUCT = "UNKNOWN_PRODUCT"  # product id in no category's range
-    UNKNOWN_CATEGORY = "UNKNOWN_CATEGORY"  # category given but not in the catalogue
-    CATEGORY_PRODUCT_MISMATCH = "CATEGORY_PRODUCT_MISMATCH"  # product belongs to another category
-    MISSING_PRICE = "MISSING_PRICE"  # priced type (cart, purchase) without a price
+    UNKNOWN_PRODUCT = "UNKNOWN_PRODUCT"  # product id not in the loaded catalogue
+    UNKNOWN_CATEGORY = "UNKNOWN_CATEGORY"  # category given but not in the loaded catalogue
+    CATEGORY_PRODUCT_MISMATCH = "CATEGORY_PRODUCT_MISMATCH"  # the catalogue says another one
+    MISSING_PRICE = "MISSING_PRICE"  # priced type without a price
     INVALID_PRICE = "INVALID_PRICE"  # price that is not a number
     NEGATIVE_PRICE = "NEGATIVE_PRICE"  # price < 0
-    EXTREME_PRICE = "EXTREME_PRICE"  # price > ECOM_QUALITY_MAX_PRICE
+    EXTREME_PRICE = "EXTREME_PRICE"  # price > the rule's max_price
     NON_POSITIVE_PURCHASE_PRICE = "NON_POSITIVE_PURCHASE_PRICE"  # purchase with price exactly 0
-    UNEXPECTED_PRICE = "UNEXPECTED_PRICE"  # price on a type that carries none
-    INVALID_QUANTITY = "INVALID_QUANTITY"  # not a whole number in 1..ECOM_QUALITY_MAX_QUANTITY
-    UNEXPECTED_QUANTITY = "UNEXPECTED_QUANTITY"  # quantity on a type that carries none
+    UNEXPECTED_PRICE = "UNEXPECTED_PRICE"  # non-zero price on a type that carries none
+    INVALID_QUANTITY = "INVALID_QUANTITY"  # not a whole number in 1..max_quantity
+    UNEXPECTED_QUANTITY = "UNEXPECTED_QUANTITY"  # non-zero quantity on a type that carries none
     MISSING_EVENT_TIME = "MISSING_EVENT_TIME"  # blank event_time
     INVALID_EVENT_TIME = "INVALID_EVENT_TIME"  # unparseable timestamp
-    FUTURE_EVENT_TIME = "FUTURE_EVENT_TIME"  # later than now + ECOM_QUALITY_FUTURE_TOLERANCE_S
-    INVALID_USER_SEGMENT = "INVALID_USER_SEGMENT"  # segment given but not in USER_SEGMENTS
+    FUTURE_EVENT_TIME = "FUTURE_EVENT_TIME"  # later than now + the rule's tolerance_s
+    INVALID_USER_SEGMENT = "INVALID_USER_SEGMENT"  # segment given but not an accepted one
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARN = "warn"
+    OFF = "off"
+
+
+class IdFormat(StrEnum):
+    """How event ids are written; each is normalised before ids are compared."""
+
+    UUID = "uuid"  # 8-4-4-4-12 hex, compared lower-cased; stored as is
+    ULID = "ulid"  # 26 Crockford base-32 characters, compared upper-cased
+    TEXT = "text"  # any text without whitespace or control characters, compared exactly
+
+
+ID_PATTERNS: dict[IdFormat, str] = {
+    IdFormat.UUID: r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+    IdFormat.ULID: r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$",
+    IdFormat.TEXT: r"^[^\x00-\x20\x7f]+$",
+}
+"""What a normalised id of each format matches (UUID lower-cased, ULID upper-cased)."""
+MAX_TEXT_ID_LENGTH = 256
+
+STORAGE_RULES: frozenset[ErrorCode] = frozenset(
+    {
+        ErrorCode.MALFORMED_ROW,
+        ErrorCode.MISSING_EVENT_ID,
+        ErrorCode.INVALID_EVENT_ID,
+        ErrorCode.DUPLICATE_EVENT_ID,
+        ErrorCode.INVALID_USER_ID,
+        ErrorCode.MISSING_EVENT_TYPE,
+        ErrorCode.INVALID_PRODUCT_ID,
+        ErrorCode.MISSING_EVENT_TIME,
+        ErrorCode.INVALID_EVENT_TIME,
+    }
+)
+"""Rules that are always errors: a row failing one has no key, time, user or product id that
+storage could hold, or (malformed) no trustworthy fields at all."""
+
+CATALOGUE_RULES: frozenset[ErrorCode] = frozenset(
+    {ErrorCode.UNKNOWN_PRODUCT, ErrorCode.UNKNOWN_CATEGORY, ErrorCode.CATEGORY_PRODUCT_MISMATCH}
+)
+"""Rules judged against the loaded catalogue; without one they do not apply."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A rule's numeric parameter: its type, default and accepted range."""
+
+    name: str
+    kind: type[int] | type[float]
+    default: float
+    minimum: float
+    maximum: float
+    doc: str
+
+
+RULE_PARAMETERS: dict[ErrorCode, tuple[Parameter, ...]] = {
+    ErrorCode.EXTREME_PRICE: (
+        Parameter("max_price", float, 10_000.0, 0.01, 1e9, "prices above this are extreme"),
+    ),
+    ErrorCode.INVALID_QUANTITY: (
+        Parameter("max_quantity", int, 100, 1, 1_000_000, "quantities above this are invalid"),
+    ),
+    ErrorCode.FUTURE_EVENT_TIME: (
+        Parameter("tolerance_s", int, 300, 0, 86_400, "clock skew allowed into the future"),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class EventType:
+    """A declared event type and what its rows must or may carry."""
+
+    name: str
+    user_required: bool
+    """Anonymous visitors (user_id 0 or blank) may not do it (USER_REQUIRED)."""
+    product_required: bool
+    """A blank product_id is MISSING_PRODUCT_ID (a search may have none)."""
+    priced: bool
+    """It carries price and quantity (MISSING_PRICE, INVALID_QUANTITY); other types carry none
+    (a non-zero one is UNEXPECTED_PRICE / UNEXPECTED_QUANTITY)."""
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A validated contract: build it with ``contract_file.load_contract``.
+
+    Immutable and small, so it is pickled into every Spark task with the rules' clock.
+    """
+
+    event_types: tuple[EventType, ...]
+    user_segments: frozenset[str] | None
+    """Accepted segments (lower-case); None accepts any."""
+    id_format: IdFormat
+    severities: dict[ErrorCode, Severity]
+    parameters: dict[ErrorCode, dict[str, float]]
+    source: str = "default"
+    """Where it was read from, for logs and the UI."""
+    _types: dict[str, EventType] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_types", {t.name: t for t in self.event_types})
+
+    def severity(self, code: ErrorCode) -> Severity:
+        return self.severities[code]
+
+    def codes(self, severity: Severity) -> tuple[ErrorCode, ...]:
+        """The codes of one severity, in ErrorCode order."""
+        return tuple(code for code in ErrorCode if self.severities[code] is severity)
+
+    def parameter(self, code: ErrorCode, name: str) -> float:
+        return self.parameters[code][name]
+
+    @property
+    def type_names(self) -> tuple[str, ...]:
+        return tuple(self._types)
+
+    def types_where(self, attribute: str) -> tuple[str, ...]:
+        """Names of the types whose ``attribute`` (user_required, priced...) is true."""
+        return tuple(t.name for t in self.event_types if getattr(t, attribute))
+
+    def event_type(self, name: str) -> EventType | None:
+        return self._types.get(name)
+
+    @property
+    def max_price(self) -> float:
+        return float(self.parameter(ErrorCode.EXTREME_PRICE, "max_price"))
+
+    @property
+    def max_quantity(self) -> int:
+        return int(self.parameter(ErrorCode.INVALID_QUANTITY, "max_quantity"))
+
+    @property
+    def future_tolerance_s(self) -> int:
+        return int(self.parameter(ErrorCode.FUTURE_EVENT_TIME, "tolerance_s"))
+
+    def id_matches(self, normalised: str) -> bool:
+        """Whether an id, normalised as ``normalise_id`` does, has the contract's format."""
+        if len(normalised) > MAX_TEXT_ID_LENGTH:
+            return False
+        return re.match(ID_PATTERNS[self.id_format], normalised) is not None
+
+
+def with_severities(contract: Contract, **severities: Severity | str) -> Contract:
+    """``contract`` with some rules' severities changed (tests and demos)."""
+    changed = dict(contract.severities)
+    for code, severity in severities.items():
+        changed[ErrorCode(code)] = Severity(severity)
+    return Contract(
+        contract.event_types,
+        contract.user_segments,
+        contract.id_format,
+        changed,
+        contract.parameters,
+        contract.source,
+    )

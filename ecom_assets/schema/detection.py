@@ -8,7 +8,7 @@ has, never a guess from which required columns happen to be present. Policy:
 - A header with exactly a version's columns is that version.
 - A header with all of a version's columns plus columns no version knows (say a producer
   rolled out v4 first) is ingestible as the newest such version: the extra columns are drift,
-  reported and dropped.
+  reported per file and kept per row in ``extras``.
 - Not ingestible (``version`` is None, the file is quarantined with ``reason``): a file name or
   content Spark and PostgreSQL cannot take faithfully (file_checks.py), an empty header,
   duplicated columns (which value counts?), or a header lacking columns of the version it
@@ -48,7 +48,7 @@ class HeaderMatch:
     missing: tuple[str, ...]
     """Columns of ``closest`` absent from the header."""
     extra: tuple[str, ...]
-    """Header columns not in ``closest``, in file order (dropped when ingestible)."""
+    """Header columns not in ``closest``, in file order (kept in ``extras`` when ingestible)."""
     duplicated: tuple[str, ...]
     """Names that occur more than once in the header."""
     reason: str
@@ -172,7 +172,9 @@ def _detect_names(raw: list[str]) -> HeaderMatch:
     if missing:
         return result(None, f"not {closest.name}: missing columns {_names(missing)}")
     if extra:
-        return result(closest, f"{closest.name} plus unknown columns (dropped): {_names(extra)}")
+        return result(
+            closest, f"{closest.name} plus unknown columns (kept in extras): {_names(extra)}"
+        )
     return result(closest, f"header is {closest.name}")
 
 

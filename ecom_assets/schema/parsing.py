@@ -11,7 +11,8 @@ Rules, per ``Kind``: surrounding whitespace is trimmed and a blank value is NULL
 ``blank_value``); whole numbers accept "5", "+5" and "5.0" but not "5.5"; money is a decimal
 rounded half away from zero to cents; timestamps are ISO 8601 with 'T' or space, an optional
 fraction of up to 9 digits (kept to the microsecond), and "Z", "+00:00" or "+0000" offsets, no
-offset meaning UTC; codes are lower-cased; an event id must be a UUID. A value of the right
+offset meaning UTC; codes are lower-cased; an event id is trimmed text whose format the
+contract judges (transforms/validate.py). A value of the right
 shape that is still no value (2024-02-30, a BIGINT overflow) is NULL: unparseable.
 
 A record whose number of fields differs from its header's cannot be split reliably (which field
@@ -32,7 +33,6 @@ RAW_SUFFIX = "_raw"
 RECORD = "record"
 """The pseudo-field whose raw value is a malformed record's text (see the module docstring)."""
 
-UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 WHOLE_PATTERN = r"^[+-]?[0-9]+(\.0*)?$"
 MONEY_PATTERN = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 TIMESTAMP_PATTERN = (
@@ -141,10 +141,6 @@ def cast_or_null(values: pa.Array, to: pa.DataType, safe: bool = True) -> pa.Arr
         )
 
 
-def _uuid(text: pa.Array) -> pa.Array:
-    return _matching(pc.utf8_lower(text), UUID_PATTERN)
-
-
 def _whole(kind_type: pa.DataType) -> Callable[[pa.Array], pa.Array]:
     """Integer part of "5", "+5", "5.0"; NULL for "5.5" and for values the type cannot hold."""
 
@@ -184,7 +180,7 @@ def _timestamp(text: pa.Array) -> pa.Array:
 
 
 _PARSERS: dict[Kind, Callable[[pa.Array], pa.Array]] = {
-    Kind.UUID: _uuid,
+    Kind.EVENT_ID: lambda text: text,
     Kind.TEXT: lambda text: text,
     Kind.CODE: pc.utf8_lower,
     Kind.COUNTRY: pc.utf8_upper,

@@ -14,9 +14,8 @@ from dataclasses import field as dc_field
 from enum import StrEnum
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from ecom_assets.schema.contract import ANONYMOUS_USER_ID, EVENT_TYPES, PRICED_EVENT_TYPES
+from ecom_assets.schema.contract import ANONYMOUS_USER_ID
 
 SCHEMA_VERSION_COLUMN = "schema_version"
 """Column added by migration: the version the row was written in."""
@@ -25,7 +24,7 @@ SCHEMA_VERSION_COLUMN = "schema_version"
 class Kind(StrEnum):
     """How a field's raw string is parsed (see parsing.py); fixes the parsed Arrow type."""
 
-    UUID = "uuid"  # trimmed, lower-cased; NULL unless a UUID
+    EVENT_ID = "event_id"  # trimmed; its format (contract.IdFormat) is judged by validation
     TEXT = "text"  # trimmed
     CODE = "code"  # trimmed, lower-cased: enumerations compared against the contract
     COUNTRY = "country"  # trimmed, upper-cased (ISO 3166 codes)
@@ -36,7 +35,7 @@ class Kind(StrEnum):
 
 
 ARROW_TYPES: dict[Kind, pa.DataType] = {
-    Kind.UUID: pa.string(),
+    Kind.EVENT_ID: pa.string(),
     Kind.TEXT: pa.string(),
     Kind.CODE: pa.string(),
     Kind.COUNTRY: pa.string(),
@@ -49,12 +48,6 @@ ARROW_TYPES: dict[Kind, pa.DataType] = {
 
 Default = Callable[[pa.Table], pa.Array]
 """A migration default: the value per row of a parsed table whose version lacks the field."""
-
-
-def priced_single_unit(parsed: pa.Table) -> pa.Array:
-    """1 for priced event types, NULL otherwise: v1 purchases and carts were single units."""
-    priced = pc.is_in(parsed.column("event_type"), pa.array(sorted(PRICED_EVENT_TYPES)))
-    return pc.if_else(priced, pa.scalar(1, pa.int32()), pa.scalar(None, pa.int32()))
 
 
 @dataclass(frozen=True)
@@ -102,7 +95,10 @@ V1 = SchemaVersion(
     "v1",
     (
         Field(
-            "event_id", Kind.UUID, "Unique event id, a UUID; the idempotency key.", required=True
+            "event_id",
+            Kind.EVENT_ID,
+            "Unique event id in the contract's format (a UUID by default); the idempotency key.",
+            required=True,
         ),
         Field(
             "user_id",
@@ -110,9 +106,9 @@ V1 = SchemaVersion(
             f"Logged-in user id, a whole number; blank means anonymous ({ANONYMOUS_USER_ID}).",
             blank_value=ANONYMOUS_USER_ID,
         ),
-        Field("event_type", Kind.CODE, f"One of {', '.join(EVENT_TYPES)}.", required=True),
-        Field("product_id", Kind.ID, "Catalogue product id, a whole number > 0.", required=True),
-        Field("price", Kind.MONEY, "Unit price; only add_to_cart and purchase carry one."),
+        Field("event_type", Kind.CODE, "One of the contract's event types.", required=True),
+        Field("product_id", Kind.ID, "Product id, a whole number > 0.", required=True),
+        Field("price", Kind.MONEY, "Unit price; only the contract's priced types carry one."),
         Field(
             "event_time",
             Kind.TIMESTAMP,
@@ -136,9 +132,8 @@ V2 = SchemaVersion(
         Field(
             "quantity",
             Kind.COUNT,
-            "Units; only priced types carry one. Default: 1 for priced types (v1 events were "
-            "single units), NULL otherwise.",
-            default=priced_single_unit,
+            "Units; only priced types carry one. Default NULL: enrichment makes a priced event "
+            "without one a single unit (v1 events were).",
         ),
         Field("user_segment", Kind.CODE, "Marketing segment of the user; default NULL."),
     ),

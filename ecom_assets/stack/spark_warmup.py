@@ -24,8 +24,10 @@ from pyspark.sql import SparkSession
 from ecom_assets.resources.event_reader import ReadableFile, file_names, readable_in
 from ecom_assets.resources.event_sink import routing_counter, run_tasks
 from ecom_assets.resources.spark import shared_session_url
+from ecom_assets.schema.contract_file import load_contract
 from ecom_assets.settings import Settings, load_settings
 from ecom_assets.transforms.file_rows import FileRows
+from generator.catalog import demo_catalogue
 
 SAMPLE_FILES = 3
 SAMPLE_EVENTS = 200
@@ -35,7 +37,10 @@ def warm_up(spark: SparkSession, settings: Settings) -> int:
     """Run the ingest plan on generated sample files; returns the rows it went through."""
     with tempfile.TemporaryDirectory(prefix="ecom-warmup-") as directory:
         files = _sample_files(Path(directory))
-        rows = FileRows.of(files, settings.quality, datetime.now(tz=UTC))
+        contract = load_contract(settings.paths.contract)
+        rows = FileRows.of(
+            files, contract, demo_catalogue(), settings.quality, datetime.now(tz=UTC)
+        )
         counts = run_tasks(file_names(spark, files), routing_counter(rows))
         return sum(counted.rows_read for counted in counts.values())
 

@@ -23,7 +23,9 @@ from pathlib import Path
 
 import psycopg
 
+from ecom_assets.resources.catalogue import load_catalogue
 from ecom_assets.resources.migrations import apply_migrations, discover_migrations
+from ecom_assets.schema.contract_file import ContractError, load_contract
 from ecom_assets.settings import Settings
 from ecom_assets.stack import run_pool
 from ecom_assets.stack.dagster_home import STORAGE_URL_ENV, write_dagster_home
@@ -147,6 +149,20 @@ class Supervisor:
             applied = apply_migrations(conn, discover_migrations())
         return f"applied {len(applied)} new migration(s)"
 
+    def load_demo_catalogue(self) -> str:
+        """The generator's shop has a catalogue: load it, so the demo exercises the catalogue
+        rules (idempotent; a real producer's operator loads theirs with `ecom catalog load`)."""
+        settings = self.settings
+        if not settings.generator.enabled:
+            return "not loaded: the generator is disabled (`ecom catalog load FILE` loads one)"
+        from generator.catalog import write_catalogue
+
+        path = settings.paths.data / "demo_catalogue.csv"
+        write_catalogue(path)
+        with psycopg.connect(database_url(settings)) as conn:
+            loaded = load_catalogue(conn, path)
+        return f"demo shop's, from {path}: {loaded.summary()}"
+
     def start_spark(self) -> str:
         spark = self.settings.spark
         if spark.mode == "classic":
@@ -234,6 +250,11 @@ class Supervisor:
         running = read_state(settings)
         if running and pid_alive(running.supervisor_pid):
             raise StackError(f"already running (supervisor pid {running.supervisor_pid})")
+        try:
+            contract = load_contract(settings.paths.contract)
+        except ContractError as exc:
+            raise StackError(f"the event contract cannot be used: {exc}") from exc
+        self.say(f"[up] {'contract':<15} {contract.source}")
         for directory in (settings.input_dir, settings.processed_dir, settings.quarantine_dir,
                           settings.log_dir):  # fmt: skip
             directory.mkdir(parents=True, exist_ok=True)
@@ -243,6 +264,7 @@ class Supervisor:
         try:
             self._timed("postgresql", self.start_postgres)
             self._timed("migrations", self.migrate)
+            self._timed("catalogue", self.load_demo_catalogue)
             self._timed("spark", self.start_spark)
             self._timed("run pool", self.start_run_pool)
             self._timed("dagster", self.start_dagster)

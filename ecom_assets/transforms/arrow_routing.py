@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from ecom_assets.transforms.route import DEAD_LETTER_COLUMNS, DEAD_LETTER_EVENT_ID, EVENT_COLUMNS
-from ecom_assets.transforms.validate import ERROR_CODES_COLUMN
+from ecom_assets.transforms.validate import ERROR_CODES_COLUMN, WARNING_CODES_COLUMN
 
 
 def _valid(batch: pa.RecordBatch) -> pa.Array:
@@ -26,32 +26,47 @@ def _valid(batch: pa.RecordBatch) -> pa.Array:
 
 
 def event_rows(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """The valid rows as EVENT_COLUMNS, in order."""
-    return batch.filter(_valid(batch)).select(list(EVENT_COLUMNS))
+    """The valid rows as EVENT_COLUMNS, in order; their warnings as a PostgreSQL array literal,
+    NULL when there are none."""
+    events = batch.filter(_valid(batch)).select(list(EVENT_COLUMNS))
+    position = events.schema.get_field_index(WARNING_CODES_COLUMN)
+    warnings = events.column(position)
+    literal = pc.if_else(
+        pc.greater(pc.list_value_length(warnings), 0),
+        array_literal(warnings),
+        pa.scalar(None, pa.string()),
+    )
+    return events.set_column(position, WARNING_CODES_COLUMN, literal)
+
+
+def array_literal(codes: pa.Array) -> pa.Array:
+    """Lists of codes as PostgreSQL array literals; codes are identifiers ([A-Z_]), so the
+    literal never needs quoting."""
+    # Spark's arrays have non-null elements; the join kernel takes plain list<string> only
+    joined = pc.binary_join(codes.cast(pa.list_(pa.string())), ",")
+    return pc.binary_join_element_wise("{", joined, "}", "")
 
 
 def dead_letter_rows(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """The invalid rows as DEAD_LETTER_COLUMNS; error_codes as a PostgreSQL array literal.
-
-    Codes are identifiers ([A-Z_]), so the literal never needs quoting.
-    """
+    """The invalid rows as DEAD_LETTER_COLUMNS; error_codes as a PostgreSQL array literal."""
     dead = batch.filter(pc.invert(_valid(batch)))
-    # Spark's arrays have non-null elements; the join kernel takes plain list<string> only
-    codes = pc.binary_join(dead.column(ERROR_CODES_COLUMN).cast(pa.list_(pa.string())), ",")
     columns = {name: dead.column(name) for name in DEAD_LETTER_COLUMNS if name in dead.schema.names}
     columns["event_id"] = dead.column(DEAD_LETTER_EVENT_ID)
-    columns[ERROR_CODES_COLUMN] = pc.binary_join_element_wise("{", codes, "}", "")
+    columns[ERROR_CODES_COLUMN] = array_literal(dead.column(ERROR_CODES_COLUMN))
     return pa.RecordBatch.from_pydict({name: columns[name] for name in DEAD_LETTER_COLUMNS})
 
 
 @dataclass
 class FileCounts:
-    """One file's rows, as data_quality_metrics counts them; rows_late counts valid rows only."""
+    """One file's rows, as data_quality_metrics counts them; rows_late and rows_warned count
+    valid rows only (a dead letter keeps no warnings)."""
 
     rows_read: int = 0
     rows_valid: int = 0
     rows_late: int = 0
     error_counts: dict[str, int] = field(default_factory=dict)
+    rows_warned: int = 0
+    warning_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows_invalid(self) -> int:
@@ -62,38 +77,60 @@ class FileCounts:
         self.rows_read += other.rows_read
         self.rows_valid += other.rows_valid
         self.rows_late += other.rows_late
-        for code, rows in other.error_counts.items():
-            self.error_counts[code] = self.error_counts.get(code, 0) + rows
+        self.rows_warned += other.rows_warned
+        for mine, theirs in (
+            (self.error_counts, other.error_counts),
+            (self.warning_counts, other.warning_counts),
+        ):
+            for code, rows in theirs.items():
+                mine[code] = mine.get(code, 0) + rows
 
     def to_json(self) -> str:
         return json.dumps(
-            [self.rows_read, self.rows_valid, self.rows_late, self.error_counts], sort_keys=True
-        )
+            [self.rows_read, self.rows_valid, self.rows_late, self.error_counts,
+             self.rows_warned, self.warning_counts],
+            sort_keys=True,
+        )  # fmt: skip
 
     @classmethod
     def from_json(cls, text: str) -> FileCounts:
-        rows_read, rows_valid, rows_late, error_counts = json.loads(text)
-        return cls(rows_read, rows_valid, rows_late, error_counts)
+        return cls(*json.loads(text))
 
 
 def count_by_file(batch: pa.RecordBatch) -> dict[str, FileCounts]:
-    """Rows read, valid, late (of the valid) and per error code, per source_file."""
+    """Rows read, valid, late and warned (of the valid) and per code, per source_file."""
     valid = _valid(batch)
+    warned = pc.greater(pc.list_value_length(batch.column(WARNING_CODES_COLUMN)), 0)
     table = pa.table(
         {
             "source_file": batch.column("source_file"),
             "valid": pc.cast(valid, pa.int64()),
             "late": pc.cast(pc.and_kleene(valid, batch.column("is_late")), pa.int64()),
+            "warned": pc.cast(warned, pa.int64()),
         }
     )
     totals = table.group_by("source_file").aggregate(
-        [([], "count_all"), ("valid", "sum"), ("late", "sum")]
+        [([], "count_all"), ("valid", "sum"), ("late", "sum"), ("warned", "sum")]
     )
     counts = {
-        row["source_file"]: FileCounts(row["count_all"], row["valid_sum"], row["late_sum"] or 0)
+        row["source_file"]: FileCounts(
+            row["count_all"], row["valid_sum"], row["late_sum"] or 0,
+            rows_warned=row["warned_sum"] or 0,
+        )
         for row in totals.to_pylist()
-    }
-    codes = batch.column(ERROR_CODES_COLUMN)
+    }  # fmt: skip
+    for column, attribute in ((ERROR_CODES_COLUMN, "error_counts"),
+                              (WARNING_CODES_COLUMN, "warning_counts")):  # fmt: skip
+        for source_file, code, rows in _per_code(batch, column):
+            getattr(counts[source_file], attribute)[code] = rows
+    return counts
+
+
+def _per_code(batch: pa.RecordBatch, column: str) -> list[tuple[str, str, int]]:
+    """(source_file, code, rows) of a list-of-codes column."""
+    codes = batch.column(column)
+    if pc.sum(pc.list_value_length(codes)).as_py() in (None, 0):
+        return []
     by_code = (
         pa.table(
             {
@@ -104,9 +141,7 @@ def count_by_file(batch: pa.RecordBatch) -> dict[str, FileCounts]:
         .group_by(["source_file", "code"])
         .aggregate([("code", "count")])
     )
-    for row in by_code.to_pylist():
-        counts[row["source_file"]].error_counts[row["code"]] = row["code_count"]
-    return counts
+    return [(row["source_file"], row["code"], row["code_count"]) for row in by_code.to_pylist()]
 
 
 def add_counts(into: dict[str, FileCounts], more: Mapping[str, FileCounts]) -> None:

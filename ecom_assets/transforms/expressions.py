@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ecom_assets.schema.contract import CATEGORIES
 from ecom_assets.schema.parsing import Column
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -24,20 +23,3 @@ def utc_micros(moment: datetime) -> int:
 def is_in(column: Column, values: Iterable[str]) -> Column:
     """``column IN values`` that is False, never NULL, for a NULL value (safe under invert)."""
     return pc.is_in(column, value_set=pa.array(sorted(values), type=column.type))
-
-
-def product_category(product_id: Column) -> Column:
-    """Name of the category whose id range holds ``product_id``; NULL when none does.
-
-    The first matching range of contract.CATEGORIES wins, as in ``contract.category_of_product``.
-    """
-    owns = [
-        pc.and_kleene(
-            pc.greater_equal(product_id, category.first_product_id),
-            pc.less_equal(product_id, category.last_product_id),
-        )
-        for category in CATEGORIES
-    ]
-    names = [pa.scalar(category.name) for category in CATEGORIES]
-    conditions = pc.make_struct(*owns, field_names=[c.name for c in CATEGORIES])
-    return pc.case_when(conditions, *names)

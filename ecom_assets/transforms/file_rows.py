@@ -4,8 +4,8 @@ Spark hands each task its share of a batch's file names (``event_reader.file_nam
 ``FileRows`` reads those files a chunk at a time and turns each chunk into ``route.routed``
 rows: parse and migrate (event_reader), validate, enrich, route. It is built on the driver and
 pickled into the task with everything the rows need: each file's path, header and arrival, and
-the run's rules and clock, the same for every row of a batch. Why Arrow and not Spark SQL:
-docs/decisions.md 37.
+the run's contract, catalogue and clock, the same for every row of a batch. Why Arrow and not
+Spark SQL: docs/decisions.md 37.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from datetime import datetime
 import pyarrow as pa
 
 from ecom_assets.resources.event_reader import ReadableFile, latest_events
+from ecom_assets.schema.catalogue import Catalogue
+from ecom_assets.schema.contract import Contract
 from ecom_assets.settings import QualitySettings
 from ecom_assets.transforms.enrich import enrich_events
 from ecom_assets.transforms.route import routed
@@ -37,9 +39,16 @@ class FileRows:
     late_watermark_s: int
 
     @classmethod
-    def of(cls, files: list[ReadableFile], quality: QualitySettings, now: datetime) -> FileRows:
-        """The rows of ``files`` under the run's quality settings, at ``now`` for every row."""
-        rules = ValidationRules.from_settings(quality, now)
+    def of(
+        cls,
+        files: list[ReadableFile],
+        contract: Contract,
+        catalogue: Catalogue | None,
+        quality: QualitySettings,
+        now: datetime,
+    ) -> FileRows:
+        """The rows of ``files`` under the contract and catalogue in force, at ``now``."""
+        rules = ValidationRules(now, contract, catalogue)
         by_name = {file.path.name: replace(file, path=file.path.absolute()) for file in files}
         return cls(by_name, rules, quality.late_watermark_s)
 
@@ -61,9 +70,5 @@ class FileRows:
         """``route.routed`` rows of ``files`` (one of ``chunks``), read now."""
         events = latest_events((file, file.path.read_bytes()) for file in files)
         return routed(
-            enrich_events(
-                validate_events(events, self.rules),
-                late_watermark_s=self.late_watermark_s,
-                processed_at=self.rules.now,
-            )
+            enrich_events(validate_events(events, self.rules), self.rules, self.late_watermark_s)
         )

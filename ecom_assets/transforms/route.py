@@ -14,10 +14,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ecom_assets.schema.contract import ErrorCode
+from ecom_assets.schema.extras import EXTRAS
+from ecom_assets.schema.json_text import control_escaped, json_member
 from ecom_assets.schema.parsing import RECORD, is_malformed, raw_name, trimmed
 from ecom_assets.schema.versions import LATEST, SCHEMA_VERSION_COLUMN, VERSIONS
 from ecom_assets.transforms.expressions import is_in
-from ecom_assets.transforms.validate import CODE_FIELDS, ERROR_CODES_COLUMN
+from ecom_assets.transforms.validate import CODE_FIELDS, ERROR_CODES_COLUMN, WARNING_CODES_COLUMN
 
 EVENT_COLUMNS: tuple[str, ...] = (
     "event_id",
@@ -44,6 +46,9 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "source_file",
     "source_line",
     "processed_at",
+    "event_key",
+    WARNING_CODES_COLUMN,
+    EXTRAS,
 )
 """The columns of ecommerce_events that the pipeline writes, in table order."""
 
@@ -98,6 +103,7 @@ def routed(table: pa.Table) -> pa.Table:
 _DEAD_LETTER_INPUTS = [
     ERROR_CODES_COLUMN,
     SCHEMA_VERSION_COLUMN,
+    EXTRAS,
     *(raw_name(name) for name in (*LATEST.column_names, RECORD)),
 ]
 """The columns the dead-letter fields are built from."""
@@ -156,7 +162,9 @@ def raw_record(dead: pa.Table) -> pa.ChunkedArray:
     """JSON object of the raw values under the producer's field names, for the row's version.
 
     Fields of the version are all present (blank ones as null); fields it lacks are absent; a
-    version this code does not know reads as LATEST. A malformed row adds ``record``, its text
+    version this code does not know reads as LATEST. Columns no version knows follow under
+    their header names (``extras``), so a replay writes them back. A malformed row adds
+    ``record``, its text
     as written: its fields as the reader split them (extra ones dropped, missing ones null) are
     a starting point for a fix, not what was written. The text is what Spark's
     ``to_json(struct(...), ignoreNullFields=false)`` wrote, byte for byte (Jackson's escapes,
@@ -167,9 +175,7 @@ def raw_record(dead: pa.Table) -> pa.ChunkedArray:
     version = pc.if_else(is_in(given, _VERSION_FIELDS), given, LATEST.name)
     present = set(pc.unique(version).to_pylist())
     names = [name for name in _VERSION_FIELDS if name in present]
-    members = {
-        name: _json_member(name, dead.column(raw_name(name))) for name in LATEST.column_names
-    }
+    members = {name: json_member(name, dead.column(raw_name(name))) for name in LATEST.column_names}
     bodies = [
         pc.binary_join_element_wise(*(members[field] for field in _VERSION_FIELDS[name]), ",")
         for name in names
@@ -177,40 +183,18 @@ def raw_record(dead: pa.Table) -> pa.ChunkedArray:
     body = pc.case_when(
         pc.make_struct(*(pc.equal(version, name) for name in names), field_names=names), *bodies
     )
-    text = pc.if_else(
-        is_malformed(dead),
-        pc.binary_join_element_wise(",", _json_member(RECORD, dead.column(raw_name(RECORD))), ""),
+    extras = dead.column(EXTRAS)
+    extra_members = pc.if_else(
+        pc.is_valid(extras),
+        pc.binary_join_element_wise(",", pc.utf8_slice_codeunits(extras, 1, -1), ""),
         "",
     )
-    return _control_escaped(pc.binary_join_element_wise("{", body, text, "}", ""))
+    text = pc.if_else(
+        is_malformed(dead),
+        pc.binary_join_element_wise(",", json_member(RECORD, dead.column(raw_name(RECORD))), ""),
+        "",
+    )
+    return control_escaped(pc.binary_join_element_wise("{", body, extra_members, text, "}", ""))
 
 
 _VERSION_FIELDS = {version.name: version.column_names for version in VERSIONS}
-
-
-def _json_member(name: str, values: pa.ChunkedArray) -> pa.ChunkedArray:
-    """ "name":"value" with '"' and '\\' escaped (as Jackson does), or "name":null."""
-    for char in ("\\", '"'):  # backslash first; each is rare, so look before replacing
-        if pc.any(pc.match_substring(values, char)).as_py():
-            values = pc.replace_substring(values, char, "\\" + char)
-    quoted = pc.binary_join_element_wise(f'"{name}":"', values, '"', "")
-    return pc.coalesce(quoted, f'"{name}":null')
-
-
-def _control_escaped(json: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Control characters escaped as Jackson escapes them: \\b \\t \\n \\f \\r, others \\u00XX
-    with upper-case hex (Python's json writes lower-case).
-
-    JSON's own syntax has none, so they are escaped in the whole text at once, and only when a
-    value holds one (rare).
-    """
-    if pc.any(pc.match_substring_regex(json, r"[\x00-\x1f]")).as_py():
-        for char, escape in _CONTROL_ESCAPES.items():
-            json = pc.replace_substring(json, char, escape)
-    return json
-
-
-_CONTROL_ESCAPES = {
-    **{chr(code): f"\\u{code:04X}" for code in range(0x20)},
-    **{char: f"\\{escape}" for char, escape in zip("\b\t\n\f\r", "btnfr", strict=True)},
-}
