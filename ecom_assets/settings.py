@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
+from dotenv import dotenv_values
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -427,10 +428,11 @@ MOVED_TO_CONTRACT = {
 def load_settings(**overrides: BaseSettings) -> Settings:
     """Read every group from the environment; raise one SettingsError listing all bad values."""
     groups: dict[str, BaseSettings] = {}
+    given = set(os.environ) | set(dotenv_values(env_file()) if env_file().is_file() else {})
     problems = [
         f"{name} is now {where} in the contract file (ECOM_CONTRACT_FILE, docs/contract.md)"
         for name, where in MOVED_TO_CONTRACT.items()
-        if name in os.environ
+        if name in given
     ]
     for key, group in _GROUPS.items():
         if key in overrides:

@@ -106,6 +106,15 @@ def test_settings_that_became_contract_parameters_say_where_they_went(
     assert "ECOM_QUALITY_FUTURE_TOLERANCE_S is now rules.FUTURE_EVENT_TIME" in str(error.value)
 
 
+def test_a_moved_setting_in_the_env_file_is_refused_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".env").write_text("ECOM_QUALITY_MAX_QUANTITY=7\n")
+    monkeypatch.setenv("ECOM_ENV_FILE", str(tmp_path / ".env"))
+    with pytest.raises(SettingsError, match=r"ECOM_QUALITY_MAX_QUANTITY is now rules\.INVALID_Q"):
+        load_settings()
+
+
 def test_the_contract_file_resolves_under_home(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -29,9 +29,6 @@ class Catalogue:
         ids = sorted(products)
         return cls(pa.array(ids, pa.int64()), pa.array([products[i] for i in ids], pa.string()))
 
-    def __len__(self) -> int:
-        return len(self.product_ids)
-
     @property
     def category_names(self) -> pa.Array:
         return pc.unique(self.categories)

@@ -18,8 +18,7 @@ Catalogue rules (products and categories) apply only when a catalogue is loaded
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 ANONYMOUS_USER_ID = 0
@@ -158,10 +157,6 @@ class Contract:
     parameters: dict[ErrorCode, dict[str, float]]
     source: str = "default"
     """Where it was read from, for logs and the UI."""
-    _types: dict[str, EventType] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_types", {t.name: t for t in self.event_types})
 
     def severity(self, code: ErrorCode) -> Severity:
         return self.severities[code]
@@ -175,14 +170,11 @@ class Contract:
 
     @property
     def type_names(self) -> tuple[str, ...]:
-        return tuple(self._types)
+        return tuple(t.name for t in self.event_types)
 
     def types_where(self, attribute: str) -> tuple[str, ...]:
         """Names of the types whose ``attribute`` (user_required, priced...) is true."""
         return tuple(t.name for t in self.event_types if getattr(t, attribute))
-
-    def event_type(self, name: str) -> EventType | None:
-        return self._types.get(name)
 
     @property
     def max_price(self) -> float:
@@ -196,23 +188,10 @@ class Contract:
     def future_tolerance_s(self) -> int:
         return int(self.parameter(ErrorCode.FUTURE_EVENT_TIME, "tolerance_s"))
 
-    def id_matches(self, normalised: str) -> bool:
-        """Whether an id, normalised as ``normalise_id`` does, has the contract's format."""
-        if len(normalised) > MAX_TEXT_ID_LENGTH:
-            return False
-        return re.match(ID_PATTERNS[self.id_format], normalised) is not None
-
 
 def with_severities(contract: Contract, **severities: Severity | str) -> Contract:
     """``contract`` with some rules' severities changed (tests and demos)."""
     changed = dict(contract.severities)
     for code, severity in severities.items():
         changed[ErrorCode(code)] = Severity(severity)
-    return Contract(
-        contract.event_types,
-        contract.user_segments,
-        contract.id_format,
-        changed,
-        contract.parameters,
-        contract.source,
-    )
+    return replace(contract, severities=changed)

@@ -10,7 +10,7 @@ ignores a line dead-letters, or worse stores, the wrong rows.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -124,7 +124,7 @@ def _parse(path: Path, text: str, base: Contract | None = None) -> Contract:
     if root is None:
         if base is None:
             raise ContractError(f"{where}: the contract file is empty")
-        return _replace_source(base, where)
+        return replace(base, source=where)
     sections = _Located(root, where).mapping("the contract")
     _unknown_keys(sections, SECTIONS, "the contract")
     if "contract_version" in sections:
@@ -153,17 +153,6 @@ def _parse(path: Path, text: str, base: Contract | None = None) -> Contract:
         for parameter in spec:
             parameters.setdefault(code, {}).setdefault(parameter.name, parameter.default)
     return Contract(event_types, segments, id_format, severities, parameters, where)
-
-
-def _replace_source(contract: Contract, source: str) -> Contract:
-    return Contract(
-        contract.event_types,
-        contract.user_segments,
-        contract.id_format,
-        contract.severities,
-        contract.parameters,
-        source,
-    )
 
 
 def _id_format(node: _Located) -> IdFormat:
