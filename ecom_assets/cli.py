@@ -120,14 +120,18 @@ def _contract(settings: Settings, args: argparse.Namespace) -> int:
 def _catalog(settings: Settings, args: argparse.Namespace) -> int:
     import psycopg
 
-    from ecom_assets.resources.catalogue import CatalogueError, load_catalogue
+    from ecom_assets.resources.catalogue import CatalogueError, clear_catalogue, load_catalogue
 
-    try:
-        with psycopg.connect(database_url(settings)) as conn:
+    with psycopg.connect(database_url(settings)) as conn:
+        if args.action == "clear":
+            removed = clear_catalogue(conn)
+            print(f"[catalog] {removed} products removed: the catalogue rules no longer apply")
+            return 0
+        try:
             report = load_catalogue(conn, args.file, replace=args.replace)
-    except CatalogueError as exc:
-        print(f"[catalog] {exc}", file=sys.stderr)
-        return 2
+        except CatalogueError as exc:
+            print(f"[catalog] {exc}", file=sys.stderr)
+            return 2
     print(f"[catalog] {args.file}: {report.summary()}")
     return 0
 
@@ -173,6 +177,9 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("file", type=Path, help="the catalogue CSV")
     load.add_argument(
         "--replace", action="store_true", help="also remove the products the file does not list"
+    )
+    catalog_actions.add_parser(
+        "clear", help="remove every product (the catalogue rules then do not apply)"
     )
     return root
 

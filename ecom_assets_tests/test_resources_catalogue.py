@@ -113,6 +113,10 @@ def test_ecom_catalog_load(cli_env: Path, capsys: pytest.CaptureFixture[str]) ->
     (cli_env / "bad.csv").write_text("product_id,category\nx,a\n", encoding="utf-8")
     assert cli.main(["catalog", "load", str(cli_env / "bad.csv")]) == 2
     assert "line 2: product_id 'x'" in capsys.readouterr().err
+    assert cli.main(["catalog", "clear"]) == 0
+    assert "3 products removed" in capsys.readouterr().out
+    with psycopg.connect(os.environ["ECOM_DATABASE_URL"]) as conn:
+        assert read_catalogue(conn) is None
 
 
 def test_ecom_contract_check_and_show(

@@ -173,6 +173,12 @@ def load_catalogue(conn: psycopg.Connection, path: Path, replace: bool = False) 
     return report
 
 
+def clear_catalogue(conn: psycopg.Connection) -> int:
+    """Remove every product: the catalogue rules stop applying. Returns the products removed."""
+    with conn.transaction():
+        return conn.execute("DELETE FROM products").rowcount
+
+
 _cached: tuple[tuple[object, ...], Catalogue | None] | None = None
 
 
