@@ -23,6 +23,8 @@ from ecom_assets.resources.event_files import is_csv_name
 from ecom_assets.schema.versions import LATEST
 from ecom_assets.settings import Settings
 
+_LATEST_COLUMNS = frozenset(LATEST.column_names)
+
 
 class ReplayError(RuntimeError):
     """Nothing matched what was asked to replay."""
@@ -115,11 +117,17 @@ def replay_dead_letters(
 
 
 def _write_atomic(path: Path, records: list[dict[str, object]]) -> None:
+    """The records as one CSV: LATEST's columns, then the columns no version knows that any
+    record kept (its ``extras``, in the order first met), so they land in ``extras`` again."""
+    extra = [
+        key for key in dict.fromkeys(k for r in records for k in r) if key not in _LATEST_COLUMNS
+    ]
+    columns = [*LATEST.column_names, *extra]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(LATEST.column_names)
+    writer.writerow(columns)
     for record in records:
-        writer.writerow(["" if record.get(c) is None else record[c] for c in LATEST.column_names])
+        writer.writerow(["" if record.get(c) is None else record[c] for c in columns])
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(buffer.getvalue(), encoding="utf-8")
     os.replace(temporary, path)

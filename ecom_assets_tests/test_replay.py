@@ -160,3 +160,31 @@ def test_cli_replay_reports_and_fails_clearly(settings: Settings, url: str) -> N
     )  # fmt: skip
     assert result.returncode == 1
     assert "no processed or quarantined file matched" in result.stderr
+
+
+def test_a_replayed_dead_letter_keeps_its_unknown_columns(
+    spark, url: str, settings: Settings
+) -> None:
+    now = datetime.now(tz=UTC) - timedelta(minutes=1)
+    settings.input_dir.mkdir(parents=True)
+    (settings.input_dir / f"events_{now.strftime('%Y%m%dT%H%M%S%fZ')}_0000cafe.csv").write_text(
+        "event_id,user_id,event_type,product_id,price,event_time,page_url\n"
+        f'{IDS[0]},1,purchase,1500,100.00,{now.isoformat()},"/p/1?a=b,c"\n'
+        f"{IDS[1]},2,purchase,1500,,{now.isoformat()},/p/2\n"  # MISSING_PRICE
+    )
+    ingest(spark, url, settings, now.strftime(PARTITION_FORMAT), "r1")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE dead_letter_events "
+            "SET raw_record = jsonb_set(raw_record, '{price}', '\"9.50\"')"
+        )
+        result = replay_dead_letters(conn, settings, code="MISSING_PRICE")
+    ingest(spark, url, settings, partition_of(result.files[0]), "r2")
+    with psycopg.connect(url) as conn:
+        stored = conn.execute(
+            "SELECT event_id::text, price::text, extras FROM ecommerce_events ORDER BY 1"
+        ).fetchall()
+    assert stored == [
+        (IDS[0], "100.00", {"page_url": "/p/1?a=b,c"}),
+        (IDS[1], "9.50", {"page_url": "/p/2"}),
+    ]
