@@ -36,7 +36,9 @@ from harness import (  # bench/ is the script's dir
     Stack,
     StackUsage,
     WaitSampler,
+    add_settings_option,
     running_stack,
+    stack_settings,
     wait_committed,
 )
 
@@ -219,15 +221,9 @@ def main() -> int:
     parser.add_argument(
         "--waits", action="store_true", help="sample the backends' wait events (10 per s)"
     )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="ECOM_NAME=VALUE",
-        help="a setting of the benchmarked stack (its environment is otherwise isolated)",
-    )
+    add_settings_option(parser)
     args = parser.parse_args()
-    settings = dict(item.split("=", 1) for item in args.set)
+    settings = stack_settings(args)
     results = {
         int(size): run_shape(args.events, int(size), args.waits, settings)
         for size in args.shapes.split(",")

@@ -6,6 +6,7 @@ webserver + daemon with the sensor, optionally the generator), in a temporary ho
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -39,6 +40,14 @@ class Stack:
     url: str
     input_dir: Path
     log_dir: Path
+
+    @property
+    def dagster_url(self) -> str:
+        """The Dagster webserver's base URL (its GraphQL API is at ``/graphql``)."""
+        host = self.env.get("ECOM_DAGSTER_HOST", "127.0.0.1")
+        if host in ("0.0.0.0", "::"):  # noqa: S104 - bound to every address: reach it locally
+            host = "127.0.0.1"
+        return f"http://{host}:{self.env['ECOM_DAGSTER_PORT']}"
 
     def parts(self) -> dict[int, str]:
         """Every live process of the stack, by pid, and the part it belongs to: the supervisor,
@@ -274,3 +283,18 @@ def wait_committed(url: str, files: int, timeout_s: float) -> float:
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def add_settings_option(parser: argparse.ArgumentParser) -> None:
+    """`--set ECOM_NAME=VALUE` (repeatable): the benchmarked stack's environment is isolated."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="ECOM_NAME=VALUE",
+        help="a setting of the benchmarked stack (its environment is otherwise isolated)",
+    )
+
+
+def stack_settings(args: argparse.Namespace) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in args.set)

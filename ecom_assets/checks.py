@@ -2,8 +2,12 @@
 uniqueness.
 
 The numbers come from PostgreSQL, not from the run's memory, so a check also catches what an
-earlier run or a manual change did to the partition. Each file counts with its first committed
+earlier run or a manual change did to the files. Each file counts with its first committed
 ingestion: a replay of a file inserts nothing new and must not double its rows.
+
+An ingest run evaluates them for each batch it commits, over that batch's files, as it commits
+(docs/decisions.md 53): a partition's bad hour is reported once, by the run that committed it, not
+again by every later run of the hour. Executed from the UI, they judge the whole partition.
 """
 
 from __future__ import annotations
@@ -84,7 +88,9 @@ class PartitionQuality:
 _QUALITY = """
 WITH first AS (
     SELECT DISTINCT ON (source_file) *
-    FROM data_quality_metrics WHERE partition_key = %(partition)s
+    FROM data_quality_metrics
+    WHERE partition_key = %(partition)s
+      AND (%(files)s::text[] IS NULL OR source_file = ANY(%(files)s::text[]))
     ORDER BY source_file, measured_at, metric_id
 ), codes AS (
     SELECT code, sum(n::bigint) AS n FROM first, jsonb_each_text(error_counts) AS e(code, n)
@@ -92,6 +98,9 @@ WITH first AS (
 ), warnings AS (
     SELECT code, sum(n::bigint) AS n FROM first, jsonb_each_text(warning_counts) AS w(code, n)
     GROUP BY code
+), pk AS (
+    SELECT EXISTS (SELECT 1 FROM pg_constraint
+                   WHERE conrelid = 'ecommerce_events'::regclass AND contype = 'p') AS present
 )
 SELECT count(*), coalesce(sum(rows_read), 0), coalesce(sum(rows_valid), 0),
        coalesce(sum(rows_invalid), 0), coalesce(sum(rows_inserted), 0),
@@ -100,19 +109,22 @@ SELECT count(*), coalesce(sum(rows_read), 0), coalesce(sum(rows_valid), 0),
        (SELECT count(*) FROM ecommerce_events WHERE source_file IN (SELECT source_file FROM first)),
        (SELECT count(*) FROM dead_letter_events
          WHERE source_file IN (SELECT source_file FROM first)),
-       (SELECT count(*) FROM (SELECT event_id FROM ecommerce_events
-         WHERE source_file IN (SELECT source_file FROM first)
-         GROUP BY event_id HAVING count(*) > 1) AS d),
-       EXISTS (SELECT 1 FROM pg_constraint
-               WHERE conrelid = 'ecommerce_events'::regclass AND contype = 'p'),
+       CASE WHEN (SELECT present FROM pk) THEN 0  -- the key makes a repeat impossible
+            ELSE (SELECT count(*) FROM (SELECT event_id FROM ecommerce_events
+                  WHERE source_file IN (SELECT source_file FROM first)
+                  GROUP BY event_id HAVING count(*) > 1) AS d) END,
+       (SELECT present FROM pk),
        coalesce(sum(rows_warned), 0),
        (SELECT coalesce(jsonb_object_agg(code, n), '{}'::jsonb) FROM warnings)
 FROM first
 """
 
 
-def load_partition_quality(conn: psycopg.Connection, partition: str) -> PartitionQuality:
-    row = conn.execute(_QUALITY, {"partition": partition}).fetchone()
+def load_partition_quality(
+    conn: psycopg.Connection, partition: str, files: list[str] | None = None
+) -> PartitionQuality:
+    """The partition's quality, or that of its ``files`` only (a batch's)."""
+    row = conn.execute(_QUALITY, {"partition": partition, "files": files}).fetchone()
     if row is None:  # an aggregate always returns a row
         raise RuntimeError("partition quality query returned nothing")
     return PartitionQuality(
@@ -245,4 +257,27 @@ def evaluate_checks(quality: PartitionQuality, rules: QualitySettings) -> list[d
         warnings_check(quality, rules),
         conservation_check(quality),
         unique_event_ids_check(quality),
+    ]
+
+
+BLOCKING = {(spec.asset_key, spec.name): spec.blocking for spec in CHECK_SPECS}
+
+
+def as_evaluations(
+    results: list[dg.AssetCheckResult], partition: str, scope: dict[str, object]
+) -> list[dg.AssetCheckEvaluation]:
+    """The results as evaluations a running step can log at any time (a step yields each check's
+    result only once); ``scope`` says what was judged (which batch, which files)."""
+    return [
+        dg.AssetCheckEvaluation(
+            asset_key=result.asset_key,
+            check_name=result.check_name,
+            passed=result.passed,
+            metadata={**scope, **result.metadata},
+            severity=result.severity,
+            description=result.description,
+            blocking=BLOCKING[(result.asset_key, result.check_name)],
+            partition=partition,
+        )
+        for result in results
     ]

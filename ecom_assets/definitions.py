@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ecom_assets.assets.analytics import build_analytics_assets, build_analytics_schedule
+from ecom_assets.assets.analytics import build_analytics_assets
 from ecom_assets.assets.database_schema import database_schema
-from ecom_assets.assets.ingestion import build_ingest_assets
-from ecom_assets.assets.monitoring import build_health_asset, build_health_schedule
+from ecom_assets.assets.ingestion import build_ingest_assets, build_ingest_checks
+from ecom_assets.assets.monitoring import build_health_asset
+from ecom_assets.downstream import build_downstream_sensor
 from ecom_assets.jobs import build_ingest_job
 from ecom_assets.monitoring.run_failures import build_run_failure_sensors
 from ecom_assets.resources.postgres import PostgresResource
@@ -21,17 +22,19 @@ contract = load_contract(settings.paths.contract)  # a bad contract file fails t
 ingest_assets = build_ingest_assets(settings, upstream=[database_schema.key], contract=contract)
 ingest_job = build_ingest_job(ingest_assets)
 pipeline_health = build_health_asset(settings, upstream=list(ingest_assets.keys))
+analytics_assets = build_analytics_assets()
 
 defs = dg.Definitions(
-    assets=[database_schema, ingest_assets, *build_analytics_assets(), pipeline_health],
+    assets=[database_schema, ingest_assets, *analytics_assets, pipeline_health],
+    asset_checks=[build_ingest_checks(settings)],
     jobs=[ingest_job],
     sensors=[
         make_input_files_sensor(ingest_job, settings),
         *build_run_failure_sensors(ingest_job, settings),
-    ],
-    schedules=[
-        build_health_schedule(pipeline_health),
-        build_analytics_schedule(settings.dagster.analytics_cron),
+        # pipeline_health and the analytics views follow ingest materializations
+        build_downstream_sensor(
+            settings, list(ingest_assets.keys), pipeline_health, analytics_assets
+        ),
     ],
     resources={
         "postgres": PostgresResource(

@@ -7,13 +7,16 @@ run; it commits two batches at once while Spark stages the next (ingest_batch.py
 stays a warm worker for its partition: for ECOM_INGEST_MAX_RUN_S after its start it takes files
 that arrive meanwhile, waiting up to ECOM_INGEST_LINGER_S for the next one, since a new run costs
 seconds of process launch and Spark session before its first batch (docs/decisions.md). It ends
-early when files of another partition wait, so one hour's run never holds up the next. Every step
-is safe to repeat after a crash (see resources/event_sink.py).
+early when files of another partition wait, so one hour's run never holds up the next, and when
+its caller asks (``RunControl``: the run is being stopped, or the code it runs has changed). Each
+committed batch is handed to ``on_commit`` at once, so the caller can report it while the run goes
+on. Every step is safe to repeat after a crash (see resources/event_sink.py).
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -73,6 +76,10 @@ class IngestReport:
     retries: int = 0
     breakers: dict[str, str] = field(default_factory=dict)
     breaker_transitions: list[str] = field(default_factory=list)
+    stopped: bool = False
+    """The run ended because it was asked to stop (RunControl.stop)."""
+    files_left: int = 0
+    """Files of the partition still waiting when a stopped run ended: the next run's."""
 
     @property
     def validity_rate(self) -> float | None:
@@ -100,6 +107,19 @@ LINGER_POLL_S = 0.5
 """How often a lingering run looks for new files: well under the settle time of a file."""
 
 
+@dataclass
+class RunControl:
+    """How a caller ends a run early, from another thread.
+
+    ``stop``: take no further batch (the ones staging or committing finish); the run is being
+    stopped. ``stop_lingering``: take no further arrival, only the files waiting at the start;
+    the code the run executes has changed, so the next run should take the new files.
+    """
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    stop_lingering: threading.Event = field(default_factory=threading.Event)
+
+
 def pending_files(settings: Settings, partition: str, now: datetime) -> list[InputFile]:
     files = list_input_files(settings.input_dir, settings.ingestion.file_settle_s, now)
     return [file for file in files if file.partition == partition]
@@ -113,6 +133,7 @@ def next_files(
     started: float,
     clock: Callable[[], datetime],
     number: int,
+    control: RunControl | None = None,
 ) -> list[InputFile]:
     """The files of the run's batch ``number`` (from 1); empty when the run should end.
 
@@ -121,8 +142,12 @@ def next_files(
     batch (stage_batch skips a file that has gone meanwhile). Then, while the run is younger than
     max_run_s and no other partition has files waiting, new arrivals of the partition, polled for
     up to linger_s. A file this run already ``taken`` is never taken again, so one that a batch
-    left behind cannot keep a run busy. ``started`` is ``time.monotonic()``.
+    left behind cannot keep a run busy. ``started`` is ``time.monotonic()``. ``control`` ends
+    the run early (see RunControl).
     """
+    control = control or RunControl()
+    if control.stop.is_set():
+        return []
     from_start = [file for file in waiting if file.name not in taken]
     if from_start:
         return _batch_of(from_start, settings, number)
@@ -132,7 +157,8 @@ def next_files(
         files = list_input_files(settings.input_dir, ingestion.file_settle_s, clock(), taken)
         mine = [file for file in files if file.partition == partition]
         others_wait = any(file.partition != partition for file in files)
-        if others_wait or time.monotonic() - started >= ingestion.max_run_s:
+        too_old = time.monotonic() - started >= ingestion.max_run_s
+        if others_wait or too_old or control.stop.is_set() or control.stop_lingering.is_set():
             return []
         if mine:
             return _batch_of(mine, settings, number)
@@ -168,6 +194,10 @@ def _no_step(_: str) -> None:
     pass
 
 
+def _no_report(_: Committed) -> None:
+    pass
+
+
 def ingest_partition(
     spark: SparkSession,
     url: str,
@@ -178,6 +208,8 @@ def ingest_partition(
     clock: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
     on_step: Callable[[str], None] = _no_step,
     contract: Contract | None = None,
+    on_commit: Callable[[Committed], None] = _no_report,
+    control: RunControl | None = None,
 ) -> IngestReport:
     """Ingest the partition's waiting files, then its arrivals (``next_files``); the run's totals.
 
@@ -188,6 +220,8 @@ def ingest_partition(
     a thread while the next batch stages, and a failed commit is retried as the whole batch.
     ``on_step`` is called at each point where a crash leaves a different state behind (claimed,
     staged, commit_pending, committed, moved); the fault tests kill the process there.
+    ``on_commit`` receives each committed batch as soon as it is committed, from the thread that
+    committed it; ``control`` ends the run early.
     """
     guard = guard_for(settings.reliability)
     guard.attach(log)
@@ -196,7 +230,8 @@ def ingest_partition(
     if contract is None:
         contract = load_contract(settings.paths.contract)
     report = IngestReport(partition, run_id)
-    run = _Run(spark, url, settings, report, guard, log, clock, contract)
+    control = control or RunControl()
+    run = _Run(spark, url, settings, report, guard, log, clock, contract, on_commit)
     started = time.monotonic()
     waiting = pending_files(settings, partition, clock())
     taken: set[str] = set()
@@ -204,13 +239,17 @@ def ingest_partition(
         in_flight = settings.ingestion.commits_in_flight
         with ThreadPoolExecutor(in_flight, thread_name_prefix="ecom-commit") as committer:
             while files := next_files(
-                settings, partition, waiting, taken, started, clock, run.report.batches + 1
-            ):
+                settings, partition, waiting, taken, started, clock, run.report.batches + 1,
+                control,
+            ):  # fmt: skip
                 taken.update(file.name for file in files)
                 run.report.batches += 1
                 batch = Batch(run.report.batches, files, clock(), on_step)
                 run.stage_and_submit(batch, committer)
             run.finish()  # a failed batch's _guarded has already finished the ones before it
+        if control.stop.is_set():
+            run.report.stopped = True
+            run.report.files_left = len(pending_files(settings, partition, clock()))
     finally:
         run.lock.drop_staging()
         run.lock.release()
@@ -241,6 +280,7 @@ class _Run:
     log: LogSink
     clock: Callable[[], datetime]
     contract: Contract
+    on_commit: Callable[[Committed], None]
     lock: PartitionLock = field(init=False)
     committing: deque[tuple[Staged, Future[Committed]]] = field(default_factory=deque)
 
@@ -266,7 +306,12 @@ class _Run:
             commit_staged, self.url, self.settings, self.report.partition, self.report.run_id,
             staged, earlier, after_earlier,
         )  # fmt: skip
-        self.committing.append((staged, committer.submit(commit)))
+        self.committing.append((staged, committer.submit(self._reported, commit)))
+
+    def _reported(self, commit: Callable[[], Committed]) -> Committed:
+        committed = commit()
+        self.on_commit(committed)
+        return committed
 
     def finish(self, keep: int = 0) -> None:
         """Wait for the oldest batches committing until ``keep`` are left; redo a batch whole
@@ -303,7 +348,10 @@ class _Run:
             return None
         batch.on_step("staged")
         report = self.report
-        return commit_staged(self.url, self.settings, report.partition, report.run_id, staged)
+        commit = functools.partial(
+            commit_staged, self.url, self.settings, report.partition, report.run_id, staged
+        )
+        return self._reported(commit)
 
     def _guarded(self, batch: Batch, attempt: Callable[[], T]) -> T:
         """attempt() through the guard's retries and breakers; a failure is recorded, after

@@ -10,6 +10,13 @@ queued but not started is not requested again: that run lists the files when it 
 takes the new ones too, and a run that keeps taking arrivals (ingest.py) gets at most one
 successor in the queue, not one per tick. The cursor stays as small as the number of partitions
 with waiting files.
+
+A file whose hour is older than the first partition the code location loaded with (it landed
+after the load; partitions.py) is not requested: it waits in the input directory, keyed by its
+own hour, while the sensor records that hour as the first one and asks the webserver to reload
+the code location (code_location.py), at most once per ECOM_INGEST_RETRY_AFTER_S. The reloaded
+sensor requests it. With ECOM_INGEST_PARTITIONS_START set, the sensor only says which setting
+would let it in. Either way every tick logs the files that wait and why.
 """
 
 from __future__ import annotations
@@ -18,10 +25,19 @@ import json
 from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import dagster as dg
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
+from ecom_assets.code_location import LOCATION_NAME, Reload, graphql_url
+from ecom_assets.partitions import (
+    PARTITION_FORMAT,
+    first_hour,
+    move_start_back,
+    partition_hour,
+    start_record,
+)
 from ecom_assets.resources.event_files import InputFile, watch_input_files
 from ecom_assets.settings import Settings
 from ecom_assets.stack.dagster_home import INGEST_CONCURRENCY_TAG
@@ -93,8 +109,60 @@ def queued_partitions(instance: dg.DagsterInstance, job_name: str) -> set[str]:
     return {key for run in runs if (key := run.tags.get(PARTITION_NAME_TAG)) is not None}
 
 
-def make_input_files_sensor(job: dg.UnresolvedAssetJobDefinition, settings: Settings):
+RELOAD_WAIT_S = 1.5
+"""How long a tick waits for the reload it asked for: long enough to report a webserver that is
+not there, far shorter than an import of the code location."""
+
+
+def split_early(files: list[InputFile], first: datetime) -> tuple[list[InputFile], list[InputFile]]:
+    """(files of the partitions that exist, files of hours before ``first``)."""
+    first_key = first.strftime(PARTITION_FORMAT)  # keys sort as the hours they name
+    early = [file for file in files if file.partition < first_key]
+    if not early:
+        return files, []
+    return [file for file in files if file.partition >= first_key], early
+
+
+def make_input_files_sensor(
+    job: dg.UnresolvedAssetJobDefinition, settings: Settings, first: datetime | None = None
+):
+    """The sensor; ``first``: the first hourly partition (default: the one the code location's
+    ingest assets were built with)."""
     ingestion = settings.ingestion
+    first = first or first_hour()
+    url = graphql_url(settings.dagster)
+    reloads: list[tuple[float, Reload]] = []  # this process's last request (a reload replaces it)
+
+    def hold_back(context: dg.SensorEvaluationContext, early: list[InputFile], now: float) -> None:
+        oldest = min(early, key=lambda file: (file.partition, file.name))
+        waiting = (
+            f"{len(early)} file(s) wait in {settings.input_dir} with hours before the first "
+            f"partition {first.strftime(PARTITION_FORMAT)} (oldest {oldest.partition}: "
+            f"{oldest.name!r}); they are not filed under another hour"
+        )
+        if ingestion.partitions_start is not None:
+            context.log.warning(
+                f"{waiting}. Set ECOM_INGEST_PARTITIONS_START={oldest.partition} or earlier (or "
+                "unset it) and reload the code location to ingest them."
+            )
+            return
+        path = start_record(settings)
+        try:
+            recorded = move_start_back(path, partition_hour(oldest.partition), datetime.now(tz=UTC))
+        except OSError as exc:
+            context.log.error(f"{waiting}. Cannot record the first hour in {path}: {exc}")
+            return
+        if reloads and now - reloads[-1][0] < ingestion.retry_after_s:
+            said = reloads[-1][1].outcome(0)
+        else:
+            location = context.code_location_origin
+            name = location.location_name if location is not None else LOCATION_NAME
+            reloads[:] = [(now, Reload(url, name).start())]
+            said = reloads[-1][1].outcome(RELOAD_WAIT_S)
+        context.log.warning(
+            f"{waiting}. First hour recorded in {path}: {recorded.strftime(PARTITION_FORMAT)}; "
+            f"{said}. The reloaded code location requests them."
+        )
 
     @dg.sensor(
         name="input_files_sensor",
@@ -107,6 +175,9 @@ def make_input_files_sensor(job: dg.UnresolvedAssetJobDefinition, settings: Sett
         files, now = watch_input_files(
             settings.input_dir, ingestion.file_settle_s, ingestion.sensor_watch_s
         )
+        files, early = split_early(files, first)
+        if early:
+            hold_back(context, early, now.timestamp())
         due, state = plan_requests(
             files,
             parse_cursor(context.cursor),

@@ -9,6 +9,7 @@ bad value fails at start instead of deep inside a Spark job.
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -156,7 +157,16 @@ class DagsterSettings(BaseSettings):
         ),
     )
     analytics_cron: str = Field(
-        "*/5 * * * *", description="When the analytics views are refreshed (cron, UTC)."
+        "*/5 * * * *",
+        description="The analytics views refresh at most once per tick (cron, UTC), and only "
+        "after new ingest data.",
+    )
+    health_min_interval_s: int = Field(
+        30,
+        ge=5,
+        le=3600,
+        description="pipeline_health follows new ingest data at most this often (and runs every "
+        "5 minutes without it).",
     )
 
     @field_validator("analytics_cron")
@@ -230,6 +240,37 @@ class IngestionSettings(BaseSettings):
     max_run_s: float = Field(
         600.0, ge=0, le=86_400, description="A run takes new arrivals only this long after start."
     )
+    partitions_start: datetime | None = Field(
+        None,
+        description=(
+            "First hourly partition, a whole UTC hour such as 2026-01-29-10:00; unset: the "
+            "installation's first start, moved back to the oldest waiting or processed file "
+            "(`<ECOM_STATE_DIR>/partitions_start`)."
+        ),
+    )
+
+    @field_validator("partitions_start", mode="before")
+    @classmethod
+    def _whole_utc_hour(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        if isinstance(value, str):
+            text = value.strip()
+            try:  # the partition key's own format first, then ISO 8601
+                value = datetime.strptime(text, "%Y-%m-%d-%H:%M")
+            except ValueError:
+                try:
+                    value = datetime.fromisoformat(text)
+                except ValueError:
+                    raise ValueError("must be an hour such as 2026-01-29-10:00 (UTC)") from None
+        if not isinstance(value, datetime):
+            raise ValueError("must be an hour such as 2026-01-29-10:00 (UTC)")
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if (value.minute, value.second, value.microsecond) != (0, 0, 0):
+            raise ValueError("must be a whole hour such as 2026-01-29-10:00 (UTC)")
+        if value > datetime.now(tz=UTC):
+            raise ValueError("must not be in the future")
+        return value
 
 
 class QualitySettings(BaseSettings):

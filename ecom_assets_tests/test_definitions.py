@@ -52,11 +52,9 @@ def test_asset_graph_snapshot() -> None:
     assert "| MISSING_EVENT_ID | error (always) |" in contract
     assert contract.count("\n| ") == 2 + 6 + 2 + len(ErrorCode)  # two tables, their headers
     sensors = ["input_files_sensor", "ingest_failure_sensor", "ingest_success_sensor"]
-    assert [sensor.name for sensor in defs.sensors] == sensors
-    assert [schedule.name for schedule in defs.schedules] == [
-        "pipeline_health_schedule",
-        "analytics_schedule",
-    ]
+    # downstream_sensor refreshes health and the analytics views; no schedules
+    assert [sensor.name for sensor in defs.sensors] == [*sensors, "downstream_sensor"]
+    assert not defs.schedules
     ingested = {dg.AssetKey(key) for key in ("ecommerce_events", "dead_letter_events")}
     health_upstream = graph.get(dg.AssetKey("pipeline_health")).parent_keys
     assert health_upstream == {*ingested, dg.AssetKey("data_quality_metrics")}

@@ -118,5 +118,6 @@ def test_batches_are_logged_to_the_ingest_file_and_the_run_log(
     assert any("[Batch 1] Quality: " in line for line in lines)
     run_log = [entry.user_message for entry in instance.all_logs(result.run_id)]
     assert any("[Batch 1] COMPLETED SUCCESSFULLY" in message for message in run_log)
-    metadata = result.asset_materializations_for_node("ingest_events")[0].metadata
-    assert metadata["circuit_breakers"].value == {"postgres": "CLOSED", "spark": "CLOSED"}
+    assert result.asset_materializations_for_node("ingest_events")[0].metadata["batch"].value == 1
+    summary = [message for message in run_log if message.startswith(f"partition {partition}: ")]
+    assert len(summary) == 1 and "breakers postgres CLOSED, spark CLOSED" in summary[0], summary

@@ -15,6 +15,7 @@ from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from ecom_assets.assets.database_schema import database_schema
 from ecom_assets.assets.ingestion import build_ingest_assets
+from ecom_assets.checks import load_partition_quality, unique_event_ids_check
 from ecom_assets.jobs import build_ingest_job
 from ecom_assets.partitions import PARTITION_FORMAT
 from ecom_assets.resources.event_files import InputFile
@@ -61,39 +62,57 @@ def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckE
     }
 
 
-def test_materialize_partition_records_metadata_and_passes_checks(
+def materializations(result: dg.ExecuteInProcessResult, key: str) -> list[dg.AssetMaterialization]:
+    return [m for m in result.asset_materializations_for_node("ingest_events")
+            if m.asset_key == dg.AssetKey(key)]  # fmt: skip
+
+
+def test_each_committed_batch_is_materialized_and_checked_for_its_partition(
     settings: Settings, resources: dict[str, object], database_url: str
 ) -> None:
     partition = generate(settings, "--files", "3", "--events-per-file", "200", "--seed", "3")
     ingest = build_ingest_assets(settings, upstream=[database_schema.key])
     dg.materialize([database_schema], resources={"postgres": resources["postgres"]})
+    one_file_batches = settings.model_copy(
+        update={"ingestion": settings.ingestion.model_copy(update={"max_files_per_run": 1})}
+    )
+    ingest = build_ingest_assets(one_file_batches, upstream=[database_schema.key])
     result = dg.materialize([ingest], resources=resources, partition_key=partition)
     assert result.success
-    metadata = result.asset_materializations_for_node("ingest_events")[0].metadata
-    assert metadata["rows_read"].value == 600
-    assert metadata["files_committed"].value == 3
-    assert metadata["rows_valid"].value + metadata["rows_invalid"].value == 600
-    checks = check_results(result)
-    assert set(checks) == {"validity_rate", "error_concentration", "rows_conserved",
-                           "unique_event_ids", "quality_warnings"}  # fmt: skip
-    assert all(check.passed for check in checks.values()), checks
+    batches = materializations(result, "ecommerce_events")
+    assert [m.metadata["batch"].value for m in batches] == [1, 2, 3]
+    assert {m.partition for m in batches} == {partition}
+    for key in ("dead_letter_events", "data_quality_metrics"):  # one per batch, same figures
+        assert [m.metadata for m in materializations(result, key)] == [m.metadata for m in batches]
+    assert sum(m.metadata["rows_read"].value for m in batches) == 600
+    assert all(m.metadata["files"].value == 1 for m in batches)
+    listed = [name for m in batches for name in m.metadata["source_files"].value]
+    assert len(set(listed)) == 3 and all(name.endswith(".csv") for name in listed)
+    for m in batches:
+        assert m.metadata["rows_valid"].value + m.metadata["rows_invalid"].value == (
+            m.metadata["rows_read"].value
+        )
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == 3 * 5  # five checks per batch, none at the run's end
+    assert {e.check_name for e in evaluations} == {"validity_rate", "error_concentration",
+        "rows_conserved", "unique_event_ids", "quality_warnings"}  # fmt: skip
+    assert all(e.passed and e.partition == partition for e in evaluations), evaluations
+    rows_judged = [e.metadata["rows_read"].value for e in evaluations
+                   if e.check_name == "rows_conserved"]  # fmt: skip
+    assert rows_judged == [m.metadata["rows_read"].value for m in batches]  # each its batch's
     with psycopg.connect(database_url) as conn:
         stored = conn.execute("SELECT count(*) FROM ecommerce_events").fetchone()[0]
-    assert stored == metadata["rows_inserted"].value
+    assert stored == sum(m.metadata["rows_inserted"].value for m in batches)
 
-    # re-materialising the partition with the files dropped again changes nothing
+    # the files dropped again commit nothing, so the run reports no materialization or check
     for path in settings.processed_dir.glob("*/*.csv"):
         path.rename(settings.input_dir / path.name)
     again = dg.materialize([ingest], resources=resources, partition_key=partition)
-    assert (
-        again.asset_materializations_for_node("ingest_events")[0]
-        .metadata["files_already_committed"]
-        .value
-        == 3
-    )
+    assert again.success
+    assert again.asset_materializations_for_node("ingest_events") == []
+    assert again.get_asset_check_evaluations() == []
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FROM ecommerce_events").fetchone()[0] == stored
-    assert all(check.passed for check in check_results(again).values())
 
 
 def test_low_validity_fails_the_blocking_check_with_error(
@@ -218,3 +237,32 @@ def test_a_tick_in_an_empty_directory_requests_a_file_landing_during_its_watch(
     timer.join()
     assert [request.tags["ecom/waiting_files"] for request in result.run_requests] == ["1"]
     assert 1.0 <= took < 3.0  # returned when the file landed, not at the end of the watch
+
+
+def test_unique_event_ids_counts_repeats_once_the_primary_key_is_gone(
+    migrated_database_url: str,
+) -> None:
+    """With the key in place a repeat cannot exist (and is not searched for); without it, the
+    check counts the repeated ids of the judged files."""
+    partition, source = "2026-12-07-10:00", "events_a.csv"
+    insert = (
+        "INSERT INTO ecommerce_events (event_id, event_type, product_id, event_time, event_date, "
+        "event_hour, schema_version, source_file, source_line) VALUES "
+        "(%s, 'view', 1, now(), current_date, 0, 'v1', %s, %s)"
+    )
+    event_id = "0b0f6d3e-4c1b-4f55-9d2a-8c1f3e5a7b90"
+    with psycopg.connect(migrated_database_url) as conn:
+        conn.execute(
+            "INSERT INTO data_quality_metrics (run_id, partition_key, source_file, rows_read, "
+            "rows_valid, rows_invalid, rows_inserted, rows_duplicate, rows_late, validity_rate) "
+            "VALUES ('r', %s, %s, 2, 2, 0, 2, 0, 0, 1)",
+            (partition, source),
+        )
+        conn.execute(insert, (event_id, source, 1))
+        assert unique_event_ids_check(load_partition_quality(conn, partition, [source])).passed
+        conn.execute("ALTER TABLE ecommerce_events DROP CONSTRAINT ecommerce_events_pkey")
+        conn.execute(insert, (event_id, source, 2))
+        quality = load_partition_quality(conn, partition, [source])
+        assert (quality.primary_key_present, quality.duplicate_event_ids) == (False, 1)
+        assert not unique_event_ids_check(quality).passed
+        conn.rollback()

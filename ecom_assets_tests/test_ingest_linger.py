@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ecom_assets.ingest import ingest_partition
+from ecom_assets.ingest import RunControl, ingest_partition
 from ecom_assets.partitions import PARTITION_FORMAT
 from ecom_assets.settings import IngestionSettings, Settings, load_settings
 from ecom_assets_tests.test_fault_support import RecordingLog, landed
@@ -107,3 +107,79 @@ def test_a_run_stops_lingering_when_another_partition_has_files_waiting(
     remaining = [path.name for path in settings.input_dir.glob("*.csv")]
     assert remaining == [other.name]
     assert mine.name not in remaining
+
+
+def one_file_per_batch(settings: Settings, linger_s: float) -> Settings:
+    ingestion = IngestionSettings(
+        file_settle_s=0, linger_s=linger_s, max_run_s=600, max_files_per_run=1
+    )
+    return load_settings(paths=settings.paths, ingestion=ingestion)
+
+
+def test_a_stop_ends_a_lingering_run_at_once_with_nothing_left(
+    spark, migrated_database_url: str, ingest_settings: Settings
+) -> None:
+    settings = lingering(ingest_settings, linger_s=60)
+    now = datetime.now(tz=UTC)
+    generate_clean(settings.input_dir, settings.log_dir, this_hour(now), seed=1)
+    control = RunControl()
+    stop_later = threading.Timer(1.0, control.stop.set)
+
+    def stop_while_lingering(step: str) -> None:
+        if step == "moved":
+            stop_later.start()
+
+    started = time.monotonic()
+    report = ingest_partition(
+        spark, migrated_database_url, settings, this_hour(now).strftime(PARTITION_FORMAT),
+        "stop-idle", RecordingLog(), on_step=stop_while_lingering, control=control,
+    )  # fmt: skip
+    assert time.monotonic() - started < 30  # not the 60 s of lingering
+    assert (report.files_committed, report.stopped, report.files_left) == (1, True, 0)
+
+
+def test_a_stop_commits_the_batch_in_flight_and_leaves_the_rest_waiting(
+    spark, migrated_database_url: str, ingest_settings: Settings
+) -> None:
+    settings = one_file_per_batch(ingest_settings, linger_s=60)
+    now = datetime.now(tz=UTC)
+    for seed in (1, 2, 3):
+        generate_clean(settings.input_dir / str(seed), settings.log_dir, this_hour(now), seed)
+    for path in settings.input_dir.glob("*/*.csv"):
+        path.rename(settings.input_dir / path.name)
+    control = RunControl()
+    committed: list[int] = []
+
+    def stop_during_the_first_batch(step: str) -> None:
+        if step == "claimed":
+            control.stop.set()
+
+    report = ingest_partition(
+        spark, migrated_database_url, settings, this_hour(now).strftime(PARTITION_FORMAT),
+        "stop-busy", RecordingLog(), on_step=stop_during_the_first_batch, control=control,
+        on_commit=lambda batch: committed.append(batch.record.rows_read),
+    )  # fmt: skip
+    assert committed == [50]  # the batch in flight committed, and was reported
+    assert (report.files_committed, report.stopped, report.files_left) == (1, True, 2)
+    assert len(list(settings.input_dir.glob("*.csv"))) == 2
+    assert landed(migrated_database_url, settings).events == 50
+
+
+def test_a_code_change_ends_the_lingering_not_the_files_waiting(
+    spark, migrated_database_url: str, ingest_settings: Settings
+) -> None:
+    settings = one_file_per_batch(ingest_settings, linger_s=60)
+    now = datetime.now(tz=UTC)
+    for seed in (1, 2):
+        generate_clean(settings.input_dir / str(seed), settings.log_dir, this_hour(now), seed)
+    for path in settings.input_dir.glob("*/*.csv"):
+        path.rename(settings.input_dir / path.name)
+    control = RunControl()
+    control.stop_lingering.set()
+    started = time.monotonic()
+    report = ingest_partition(
+        spark, migrated_database_url, settings, this_hour(now).strftime(PARTITION_FORMAT),
+        "code-changed", RecordingLog(), control=control,
+    )  # fmt: skip
+    assert (report.batches, report.files_committed, report.stopped) == (2, 2, False)
+    assert time.monotonic() - started < 30  # not the 60 s of lingering

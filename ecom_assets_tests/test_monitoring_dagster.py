@@ -1,9 +1,11 @@
-"""The Dagster side of monitoring: the pipeline_health asset and its check, its schedule, and
+"""The Dagster side of monitoring: the pipeline_health asset and its check, its job, and
 the run failure / success sensors evaluated on real failed and successful ingest_job runs."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import dagster as dg
 import psycopg
@@ -17,11 +19,13 @@ from ecom_assets.jobs import build_ingest_job
 from ecom_assets.monitoring.alerts import store_alert
 from ecom_assets.monitoring.batches import record_batch
 from ecom_assets.monitoring.run_failures import build_run_failure_sensors, consecutive_failures
+from ecom_assets.partitions import PARTITION_FORMAT, partition_hour
 from ecom_assets.resources.postgres import PostgresResource
 from ecom_assets.resources.spark import spark_resource
 from ecom_assets.settings import ReliabilitySettings, Settings, SparkSettings
 from ecom_assets.stack.processes import free_port
-from ecom_assets_tests.test_monitoring_alerts import PARTITION, make_batch
+from ecom_assets_tests.test_generator_support import generate_files
+from ecom_assets_tests.test_monitoring_alerts import make_batch
 from ecom_assets_tests.test_monitoring_health import ERROR_ALERT
 
 FAILURE, SUCCESS = dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS
@@ -69,11 +73,9 @@ def test_pipeline_health_asset_and_check_for_each_state(
     assert check.description == f"open ERROR alert [low_validity] {ERROR_ALERT.message}"
 
 
-def test_definitions_schedule_the_health_asset_and_run_the_sensors_by_default() -> None:
-    schedule = defs.resolve_schedule_def("pipeline_health_schedule")
-    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
-    assert schedule.cron_schedule == "*/5 * * * *"
-    job = defs.resolve_job_def(schedule.job_name)
+def test_definitions_refresh_the_health_asset_and_run_the_sensors_by_default() -> None:
+    # downstream_sensor refreshes it (test_downstream.py)
+    job = defs.resolve_job_def("pipeline_health_job")
     assert job.asset_layer.selected_asset_keys == {HEALTH}
     assert defs.resolve_asset_graph().get(HEALTH).group_name == "monitoring"
     for name in ("ingest_failure_sensor", "ingest_success_sensor"):
@@ -99,16 +101,25 @@ def instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.ephemeral()
 
 
+PARTITION = datetime.now(tz=UTC).strftime(PARTITION_FORMAT)
+"""The current hour: the partitions start at this installation's first hour (decision 55)."""
+
+
 @pytest.fixture
 def run_ingest(settings: Settings, spark_server, instance: dg.DagsterInstance) -> RunIngest:
-    """Execute the ingest job of an empty partition with its database at url; no retries, so
-    an unreachable database fails the run at once."""
+    """Execute the ingest job with a new file of the partition waiting and its database at url;
+    no retries, so an unreachable database fails the run at once (claiming the file)."""
     fail_fast = ReliabilitySettings(retry_attempts=1, step_retries=0, breaker_failure_threshold=100)
     settings = settings.model_copy(update={"reliability": fail_fast})
     ingest = build_ingest_assets(settings, upstream=[database_schema.key])
     spark = spark_resource(SparkSettings(remote=spark_server.url))
 
+    seeds = itertools.count(1)
+
     def run(url: str) -> dg.ExecuteInProcessResult:
+        seed = str(next(seeds))
+        generate_files(settings.input_dir, settings.log_dir, partition_hour(PARTITION),
+                       "--files", "1", "--events-per-file", "10", "--seed", seed)  # fmt: skip
         definitions = dg.Definitions(
             assets=[database_schema, ingest],
             jobs=[build_ingest_job(ingest)],
@@ -179,16 +190,18 @@ def test_failed_runs_raise_escalating_alerts_and_a_success_resolves_them(
 
     (log_file,) = settings.log_dir.glob("ingest_*.log")
     lines = log_file.read_text().splitlines()
-    alerts = [line.split(" | ", 1)[1] for line in lines if "ALERT" in line]
+    # the files the failed runs left wait long: the successful run's batch is late (high_latency)
+    alerts = [line.split(" | ", 1)[1] for line in lines if "[run_failure]" in line]
     first, third = failed[0].run_id, failed[2].run_id
     assert alerts[0].startswith(
         f"WARNING  | ALERT [run_failure] ingest_job run {first} failed for partition {PARTITION}: "
-        "OperationalError: connection failed"
-    )
+    )  # the first step error: the batch's claim could not connect
+    assert "OperationalError: connection failed" in alerts[0]
     assert alerts[1].startswith(
         f"ERROR    | ALERT [run_failure] ingest_job run {third} failed for partition "
-        f"{PARTITION} (3 consecutive failures): OperationalError"
+        f"{PARTITION} (3 consecutive failures): "
     )
+    assert "OperationalError" in alerts[1]
     assert alerts[2] == (
         f"INFO     | ALERT RESOLVED [run_failure] 1 open alert(s), ingest_job run "
         f"{succeeded.run_id} succeeded"

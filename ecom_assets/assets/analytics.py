@@ -3,10 +3,12 @@
 The views live in `sql/`. Those over ecommerce_events read materialized views (a plain view
 recomputed 10 million events on every read: 3 to 90 s), which their asset refreshes,
 CONCURRENTLY so that readers are never blocked; the quality dashboard over the small metrics
-table stays a plain view, always current. The analytics schedule materialises them all.
+table stays a plain view, always current. `downstream_sensor` (ecom_assets/downstream.py)
+materialises them all when ingest data changed, at most once per ECOM_DAGSTER_ANALYTICS_CRON tick;
+each materialization says why in `refreshed_because`.
 """
 
-from __future__ import annotations
+# no `from __future__ import annotations`: Dagster inspects the context annotation at runtime
 
 import time
 from collections.abc import Sequence
@@ -16,7 +18,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from ecom_assets.jobs import refresh_schedule
+from ecom_assets.jobs import refresh_reason
 from ecom_assets.resources.postgres import PostgresResource
 
 EVENTS_VIEW_DEPS = ("ecommerce_events",)
@@ -80,7 +82,9 @@ def build_view_asset(view: str, description: str, deps: Sequence[str]) -> dg.Ass
         name=view, group_name="analytics", deps=list(deps), description=description,
         kinds={"postgres"},
     )  # fmt: skip
-    def _view(postgres: PostgresResource) -> dg.MaterializeResult:
+    def _view(
+        context: dg.AssetExecutionContext, postgres: PostgresResource
+    ) -> dg.MaterializeResult:
         refreshed: dict[str, float] = {}
         if view in MATERIALIZED_VIEWS:
             with postgres.connection() as conn:
@@ -91,6 +95,7 @@ def build_view_asset(view: str, description: str, deps: Sequence[str]) -> dg.Ass
                 "dagster/row_count": total,
                 "preview": dg.MetadataValue.md(preview.to_markdown(index=False)),
                 **refreshed,
+                "refreshed_because": refresh_reason(context),
             }
         )
 
@@ -99,12 +104,3 @@ def build_view_asset(view: str, description: str, deps: Sequence[str]) -> dg.Ass
 
 def build_analytics_assets() -> list[dg.AssetsDefinition]:
     return [build_view_asset(view, text, deps) for view, (text, deps) in ANALYTICS_VIEWS.items()]
-
-
-def build_analytics_schedule(cron: str) -> dg.ScheduleDefinition:
-    """Refresh every analytics view on ECOM_DAGSTER_ANALYTICS_CRON (every 5 minutes): fresh
-    enough for dashboards, and a refresh never runs after every ingest batch (at 10 million
-    events all four take about 3 minutes on 2 cores: make the interval longer there)."""
-    return refresh_schedule(
-        "analytics", dg.AssetSelection.groups("analytics"), cron, "the analytics views"
-    )

@@ -1,4 +1,8 @@
-"""The pipeline's health as an asset, materialised every 5 minutes, with a check on its state.
+"""The pipeline's health as an asset, with a check on its state.
+
+`downstream_sensor` (ecom_assets/downstream.py) materialises it after new ingest data, at most
+every ECOM_DAGSTER_HEALTH_MIN_INTERVAL_S, and every 5 minutes without new data (no batch for a
+while is what makes it DEGRADED); its metadata says why in `refreshed_because`.
 
 The same report as `ecom health` (ecom_assets/monitoring/health.py), so the UI's metadata and
 the terminal agree. Its check warns on DEGRADED; NO_DATA passes, since a platform that has not
@@ -12,13 +16,12 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from ecom_assets.jobs import refresh_schedule
+from ecom_assets.jobs import refresh_reason
 from ecom_assets.monitoring.health import HealthReport, load_health
 from ecom_assets.resources.postgres import PostgresResource
 from ecom_assets.settings import Settings
 
 HEALTH = dg.AssetKey("pipeline_health")
-HEALTH_SCHEDULE_CRON = "*/5 * * * *"
 
 
 def health_metadata(report: HealthReport) -> dict[str, object]:
@@ -74,17 +77,12 @@ def build_health_asset(settings: Settings, upstream: Sequence[dg.AssetKey]) -> d
         description="HEALTHY / DEGRADED / NO_DATA with totals, recent success and validity "
         "rates, last batch age and open alerts (what `ecom health` prints).",
     )
-    def pipeline_health(postgres: PostgresResource) -> dg.MaterializeResult:
+    def pipeline_health(
+        context: dg.AssetExecutionContext, postgres: PostgresResource
+    ) -> dg.MaterializeResult:
         with postgres.connection() as conn:
             report = load_health(conn, settings, datetime.now(tz=UTC))
-        return dg.MaterializeResult(
-            metadata=health_metadata(report), check_results=[health_check(report)]
-        )
+        metadata = {**health_metadata(report), "refreshed_because": refresh_reason(context)}
+        return dg.MaterializeResult(metadata=metadata, check_results=[health_check(report)])
 
     return pipeline_health
-
-
-def build_health_schedule(health: dg.AssetsDefinition) -> dg.ScheduleDefinition:
-    return refresh_schedule(
-        "pipeline_health", dg.AssetSelection.assets(health), HEALTH_SCHEDULE_CRON, "pipeline_health"
-    )

@@ -31,7 +31,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from ecom_assets.settings import Settings, env_file
+from ecom_assets.code_files import fingerprint, watched_files
+from ecom_assets.settings import Settings
 
 PRELOAD = (
     "dagster._cli.api",
@@ -42,7 +43,6 @@ PRELOAD = (
 """What a run imports before its first step: Dagster's run command, its PostgreSQL storage
 (0.6 s: SQLAlchemy, Alembic), Spark Connect's client session (0.25 s) and the code location."""
 
-WATCHED_PACKAGE = "ecom_assets"
 MAX_SOCKET_PATH = 100  # bytes; AF_UNIX paths end at 107
 REQUEST_TIMEOUT_S = 5.0
 
@@ -79,28 +79,6 @@ def answers(path: Path | str, timeout_s: float = 2.0) -> bool:
         return "refused" in request(path, b"", timeout_s)
     except (OSError, ValueError):
         return False
-
-
-Fingerprint = dict[str, int | None]
-
-
-def fingerprint(paths: list[str]) -> Fingerprint:
-    """Each file's modification time in ns (None: absent)."""
-    stamps: Fingerprint = {}
-    for path in paths:
-        try:
-            stamps[path] = os.stat(path).st_mtime_ns
-        except OSError:
-            stamps[path] = None
-    return stamps
-
-
-def watched_files() -> list[str]:
-    """What a run would read again if it started afresh: every module of the code location's
-    package (imported or not, so that a fix to a module that failed to import counts too) and
-    the settings file."""
-    package = Path(importlib.import_module(WATCHED_PACKAGE).__file__).parent
-    return [*sorted(map(str, package.rglob("*.py"))), str(env_file().resolve())]
 
 
 def preload(modules: list[str]) -> str | None:

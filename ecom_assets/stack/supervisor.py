@@ -46,6 +46,7 @@ from ecom_assets.stack.processes import (
     tail,
     wait_until,
 )
+from ecom_assets.stack.runs import RUN_WORKER_PARTS, StackRuns
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -301,15 +302,22 @@ class Supervisor:
 
 
 def stop_recorded(settings: Settings, state: StackState, say: Callable[[str], None]) -> bool:
-    """Stop every recorded group and the embedded server; True when nothing is left."""
+    """Stop every recorded group and the embedded server; True when nothing is left. Runs are
+    told before their workers are signalled, so a stop never reads as a failure (runs.py)."""
     clean = True
+    runs = StackRuns(settings, say)
     for part in reversed(list(state.groups)):
+        if part in RUN_WORKER_PARTS:
+            runs.mark_stopping()
         pgid = state.groups[part]
         began = time.monotonic()
         stopped = stop_group(pgid, timeout_s=20)
         clean &= stopped
         verdict = "stopped" if stopped else "STILL RUNNING"
         say(f"[down] {part:<11} {verdict} in {time.monotonic() - began:4.1f} s")
+    if any(part in RUN_WORKER_PARTS for part in state.groups):
+        runs.cancel_leftovers()
+    runs.close()
     if state.embedded_postgres:
         server = embedded_postgres(settings)
         began = time.monotonic()
