@@ -338,6 +338,22 @@ def live_page(browser: Browser, live: Live) -> Iterator[Page]:
         yield page
 
 
+def metrics_checks_passed(page: Page) -> Locator:
+    """On a checks tab of data_quality_metrics: each metrics check Succeeded, and the latest
+    evaluation shown Passed; returns that evaluation's panel."""
+    for check in METRICS_CHECKS:
+        item = page.locator(ROW).filter(has=page.get_by_text(check, exact=True))
+        expect(item.get_by_text("Succeeded", exact=True)).to_be_visible()
+    latest = (
+        page.locator("div")
+        .filter(has=page.get_by_text("Evaluation result", exact=True))
+        .filter(has=page.get_by_text("Partition", exact=True))
+        .last
+    )
+    expect(latest.get_by_text("Passed", exact=True)).to_be_visible()
+    return latest
+
+
 def screenshot(page: Page, name: str) -> None:
     """With ECOM_UI_SCREENSHOTS=1 (`make screenshots`), save the viewport as docs/images/<name>.
 
@@ -419,16 +435,7 @@ class TestPlatform:
     def test_asset_checks_passed_for_the_partition(self, page: Page, platform: Platform) -> None:
         page.goto("/assets/data_quality_metrics?view=checks&checkDetail=rows_conserved")
         expect(page.get_by_text(f"Checks ({len(METRICS_CHECKS)})", exact=True)).to_be_visible()
-        for check in METRICS_CHECKS:
-            item = page.locator(ROW).filter(has=page.get_by_text(check, exact=True))
-            expect(item.get_by_text("Succeeded", exact=True)).to_be_visible()
-        latest = (
-            page.locator("div")
-            .filter(has=page.get_by_text("Evaluation result", exact=True))
-            .filter(has=page.get_by_text("Partition", exact=True))
-            .last
-        )
-        expect(latest.get_by_text("Passed", exact=True)).to_be_visible()
+        latest = metrics_checks_passed(page)
         expect(latest.get_by_text(platform.partition, exact=True)).to_be_visible()
         expect(page.get_by_role("row", name="rows_read 200")).to_be_visible()  # FILES x 50 rows
         screenshot(page, "asset-checks.png")
@@ -509,16 +516,7 @@ class TestLiveTraffic:
 
         # each batch's checks are evaluated as it commits, over that batch's files
         page.goto("/assets/data_quality_metrics?view=checks&checkDetail=rows_conserved")
-        for check in METRICS_CHECKS:
-            item = page.locator(ROW).filter(has=page.get_by_text(check, exact=True))
-            expect(item.get_by_text("Succeeded", exact=True)).to_be_visible()
-        latest = (
-            page.locator("div")
-            .filter(has=page.get_by_text("Evaluation result", exact=True))
-            .filter(has=page.get_by_text("Partition", exact=True))
-            .last
-        )
-        expect(latest.get_by_text("Passed", exact=True)).to_be_visible()
+        latest = metrics_checks_passed(page)
         expect(latest.get_by_text(run.partition, exact=True)).to_be_visible()
         expect(page.get_by_role("row", name=BATCH_SCOPE)).to_be_visible()
         page.goto("/assets/ecommerce_events?view=checks")
