@@ -24,6 +24,14 @@ from ecom_assets.stack.spark_connect_server import LocalSparkConnect
 
 RUNS_TAKE_ONLY_WAITING_FILES = {"ECOM_INGEST_LINGER_S": "0", "ECOM_INGEST_MAX_RUN_S": "0"}
 
+SUITE_PARTITIONS_START = "2025-01-01-00:00"
+"""The first ingest partition of every definition this process loads. Unset, it would be the
+hour of the first test that loads the code location (recorded in this checkout's `.ecom/`), and a
+test writing files of an earlier hour (a fresh clone, a suite running across an hour) would see
+them held back for a reload. Set at import, before any test module loads the definitions; tests of
+the default start (test_partitions, test_partitions_reload) remove it."""
+os.environ.setdefault("ECOM_INGEST_PARTITIONS_START", SUITE_PARTITIONS_START)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def runs_take_only_waiting_files() -> Iterator[None]:

@@ -39,6 +39,12 @@ MODIFIED = datetime(2026, 11, 30, 5, 17, 42, tzinfo=UTC)
 NOW = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
 
 
+@pytest.fixture(autouse=True)
+def default_partitions_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests judge the default first hour: the suite's pinned one (conftest) is removed."""
+    monkeypatch.delenv("ECOM_INGEST_PARTITIONS_START", raising=False)
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [

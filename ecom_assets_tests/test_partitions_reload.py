@@ -40,7 +40,7 @@ def dagster_dev(tmp_path: Path) -> Iterator[tuple[Path, int, Path]]:
     (home / "dagster.yaml").write_text(yaml.safe_dump(queue_only))
     port = free_port()
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "ECOM_INGEST_PARTITIONS_START"},
         "DAGSTER_HOME": str(home),
         "ECOM_HOME": str(tmp_path),
         "ECOM_ENV_FILE": str(tmp_path / "absent.env"),
