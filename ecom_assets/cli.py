@@ -144,9 +144,11 @@ def _db_url(settings: Settings, _args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="ecom", description=__doc__.splitlines()[0])
     commands = root.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="start PostgreSQL, Spark Connect, Dagster and the generator")
+    commands.add_parser(
+        "up", help="start PostgreSQL, Spark Connect, Dagster and the generator; restart what dies"
+    )
     commands.add_parser("down", help="stop everything `up` started")
-    status = commands.add_parser("status", help="health of each part")
+    status = commands.add_parser("status", help="health of each part and its restarts")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     health = commands.add_parser(
         "health", help="pipeline health: exit 0 HEALTHY, 1 DEGRADED or unreadable, 3 NO_DATA"
@@ -155,10 +157,18 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("db-url", help="print the URL of the database in use (for psql)")
     commands.add_parser("migrate", help="apply pending sql/ migrations to the database in use")
     replay = commands.add_parser(
-        "replay", help="ingest a file, a partition or fixed dead letters again (idempotent)"
+        "replay",
+        help="ingest a file, a partition or fixed dead letters again (idempotent)",
+        description="Files go back to the input directory under the names they arrived with; "
+        "if a file of such a name waits there (a producer's new file), nothing is replayed and "
+        "the command fails (exit 1): replay again once that file is ingested.",
     )
     what = replay.add_mutually_exclusive_group(required=True)
-    what.add_argument("--file", help="a processed or quarantined file name")
+    what.add_argument(
+        "--file",
+        help="a processed or quarantined file name (a quarantined copy also by its stored "
+        "name, such as NAME~2.csv); refused while a file of that name waits in input/",
+    )
     what.add_argument("--partition", help="an hourly partition key, e.g. 2026-01-29-10:00")
     what.add_argument("--dead-letters", action="store_true", help="open dead letters")
     replay.add_argument("--code", help="with --dead-letters: only rows with this error code")

@@ -19,7 +19,7 @@ import functools
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +31,7 @@ from pyspark.sql import SparkSession
 from ecom_assets.ingest_batch import (
     Batch,
     Committed,
+    PartitionBusyError,
     PartitionLock,
     Staged,
     StagingTables,
@@ -41,10 +42,25 @@ from ecom_assets.ingest_batch import (
 from ecom_assets.monitoring.alerts import raise_batch_alerts
 from ecom_assets.monitoring.batches import BatchRecord, quality_status, record_batch
 from ecom_assets.monitoring.logs import LogSink
-from ecom_assets.reliability import Guard, configure_spark_retries, describe_error, guard_for
-from ecom_assets.resources.event_files import InputFile, list_input_files
+from ecom_assets.reliability import (
+    DependencyUnavailableError,
+    Guard,
+    configure_spark_retries,
+    describe_error,
+    guard_for,
+    is_platform_fault,
+    is_transient_postgres,
+    is_transient_spark,
+)
+from ecom_assets.resources.event_files import (
+    InputFile,
+    is_utf8_name,
+    list_input_files,
+    quarantine,
+)
 from ecom_assets.resources.event_sink import FileOutcome
-from ecom_assets.resources.file_ledger import mark_failed
+from ecom_assets.resources.file_ledger import failures_before, mark_failed, mark_quarantined
+from ecom_assets.resources.spark_session import live_session
 from ecom_assets.schema.contract import Contract
 from ecom_assets.schema.contract_file import load_contract
 from ecom_assets.settings import Settings
@@ -80,6 +96,10 @@ class IngestReport:
     """The run ended because it was asked to stop (RunControl.stop)."""
     files_left: int = 0
     """Files of the partition still waiting when a stopped run ended: the next run's."""
+    isolated: dict[str, str] = field(default_factory=dict)
+    """Files that failed their batch alone and were quarantined (also in ``quarantined``)."""
+    deferred: dict[str, str] = field(default_factory=dict)
+    """Files that failed their batch alone while nothing else committed: left for a retry."""
 
     @property
     def validity_rate(self) -> float | None:
@@ -134,6 +154,7 @@ def next_files(
     clock: Callable[[], datetime],
     number: int,
     control: RunControl | None = None,
+    suspects: Mapping[str, int] | None = None,
 ) -> list[InputFile]:
     """The files of the run's batch ``number`` (from 1); empty when the run should end.
 
@@ -143,14 +164,15 @@ def next_files(
     max_run_s and no other partition has files waiting, new arrivals of the partition, polled for
     up to linger_s. A file this run already ``taken`` is never taken again, so one that a batch
     left behind cannot keep a run busy. ``started`` is ``time.monotonic()``. ``control`` ends
-    the run early (see RunControl).
+    the run early (see RunControl). ``suspects`` (failures by name, see ``order_suspects_last``)
+    are batched apart, in ever smaller batches.
     """
     control = control or RunControl()
     if control.stop.is_set():
         return []
     from_start = [file for file in waiting if file.name not in taken]
     if from_start:
-        return _batch_of(from_start, settings, number)
+        return _batch_of(from_start, settings, number, suspects or {})
     ingestion = settings.ingestion
     linger_until = time.monotonic() + ingestion.linger_s
     while True:
@@ -161,7 +183,7 @@ def next_files(
         if others_wait or too_old or control.stop.is_set() or control.stop_lingering.is_set():
             return []
         if mine:
-            return _batch_of(mine, settings, number)
+            return _batch_of(mine, settings, number, {})
         if time.monotonic() >= linger_until:
             return []
         time.sleep(LINGER_POLL_S)
@@ -178,16 +200,50 @@ def batch_budget(settings: Settings, number: int) -> int:
     return (settings.ingestion.max_batch_mb << 20) >> max(0, RAMP_BATCHES + 1 - number)
 
 
-def _batch_of(files: list[InputFile], settings: Settings, number: int) -> list[InputFile]:
-    """The first files, up to max_files_per_run and ``batch_budget`` (at least one file)."""
+def suspect_batch_files(failures: int, max_failures: int) -> int:
+    """Files a batch of suspects that failed ``failures`` times may hold: a quarter at each
+    failure, one at the last failure before quarantine. A file that kills every run reading it
+    (nothing is raised, so nothing can be split) is thus alone before it is quarantined, and the
+    files that shared its batches fail fewer times than it: none is quarantined with it."""
+    return 4 ** max(0, max_failures - 1 - failures)
+
+
+def order_suspects_last(files: Sequence[InputFile], suspects: Mapping[str, int]) -> list[InputFile]:
+    """The files that never failed first, then the suspects, fewest failures first."""
+    return sorted(files, key=lambda file: suspects.get(file.name, 0))  # stable: by name within
+
+
+def _batch_of(
+    files: list[InputFile], settings: Settings, number: int, suspects: Mapping[str, int]
+) -> list[InputFile]:
+    """The first files, up to max_files_per_run and ``batch_budget`` (at least one file); files
+    with as many failures as the first only, at most ``suspect_batch_files`` of them."""
     budget = batch_budget(settings, number)
+    failures = suspects.get(files[0].name, 0)
+    limit = settings.ingestion.max_files_per_run
+    if failures:
+        limit = min(limit, suspect_batch_files(failures, settings.ingestion.max_file_failures))
     batch: list[InputFile] = []
-    for file in files[: settings.ingestion.max_files_per_run]:
-        if batch and budget < file.size_bytes:
+    for file in files[:limit]:
+        if batch and (budget < file.size_bytes or suspects.get(file.name, 0) != failures):
             break
         batch.append(file)
         budget -= file.size_bytes
     return batch
+
+
+def is_isolatable(exc: BaseException) -> bool:
+    """A batch's failure that may be its data's fault: not a dependency's outage, not another
+    run holding the partition, not the batch before failing. Such a batch is split until the
+    culprit file is alone (``_Run.isolate``)."""
+    if isinstance(exc, DependencyUnavailableError | PartitionBusyError | EarlierBatchFailedError):
+        return False
+    return not (is_transient_postgres(exc) or is_transient_spark(exc) or is_platform_fault(exc))
+
+
+class CulpritsNotIsolatedError(RuntimeError):
+    """Files failed alone while nothing else of the run committed: the fault may be the
+    platform's, not theirs, so they are released for a retry (counted) instead of quarantined."""
 
 
 def _no_step(_: str) -> None:
@@ -234,19 +290,20 @@ def ingest_partition(
     run = _Run(spark, url, settings, report, guard, log, clock, contract, on_commit)
     started = time.monotonic()
     waiting = pending_files(settings, partition, clock())
+    suspects = _suspects(url, settings, waiting, log)
+    waiting = order_suspects_last(waiting, suspects)
     taken: set[str] = set()
     try:
         in_flight = settings.ingestion.commits_in_flight
         with ThreadPoolExecutor(in_flight, thread_name_prefix="ecom-commit") as committer:
             while files := next_files(
                 settings, partition, waiting, taken, started, clock, run.report.batches + 1,
-                control,
+                control, suspects,
             ):  # fmt: skip
                 taken.update(file.name for file in files)
-                run.report.batches += 1
-                batch = Batch(run.report.batches, files, clock(), on_step)
-                run.stage_and_submit(batch, committer)
+                run.stage_and_submit(run.new_batch(files, on_step), committer)
             run.finish()  # a failed batch's _guarded has already finished the ones before it
+        run.retry_deferred(on_step, control)
         if control.stop.is_set():
             run.report.stopped = True
             run.report.files_left = len(pending_files(settings, partition, clock()))
@@ -261,6 +318,20 @@ def ingest_partition(
             f"{t.breaker}: {t.old} -> {t.new}" for t in guard.transitions[transitions_before:]
         ]
     return run.report
+
+
+def _suspects(
+    url: str, settings: Settings, waiting: Sequence[InputFile], log: LogSink
+) -> dict[str, int]:
+    """``failures_before`` of the waiting files; none if PostgreSQL does not answer (the first
+    batch then fails, and is retried, as it would anyway)."""
+    try:
+        with connect(url, settings.database.db_connect_timeout_s) as conn:
+            names = [file.name for file in waiting if is_utf8_name(file.name)]
+            return failures_before(conn, names)  # the run quarantines the other names
+    except psycopg.Error as exc:
+        log.warning(f"failures of waiting files not read: {describe_error(exc)}")
+        return {}
 
 
 class EarlierBatchFailedError(RuntimeError):
@@ -283,15 +354,27 @@ class _Run:
     on_commit: Callable[[Committed], None]
     lock: PartitionLock = field(init=False)
     committing: deque[tuple[Staged, Future[Committed]]] = field(default_factory=deque)
+    committed_any: bool = False
+    """A batch of this run committed: the platform works, so a file failing alone is a culprit."""
 
     def __post_init__(self) -> None:
         timeout = self.settings.database.db_connect_timeout_s
         self.lock = PartitionLock(self.url, timeout, self.report.partition)
 
+    def new_batch(self, files: list[InputFile], on_step: Callable[[str], None]) -> Batch:
+        self.report.batches += 1
+        return Batch(self.report.batches, files, self.clock(), on_step)
+
     def stage_and_submit(self, batch: Batch, committer: ThreadPoolExecutor) -> None:
         """Stage the batch (earlier ones commit meanwhile), then commit it in the background
         once fewer than ``commits_in_flight`` commits are left."""
-        staged = self._guarded(batch, functools.partial(self._stage, batch))
+        try:
+            staged = self._guarded(batch, functools.partial(self._stage, batch))
+        except Exception as exc:
+            if not is_isolatable(exc):
+                raise
+            self.isolate(batch, exc)
+            return
         self.finish(keep=self.settings.ingestion.commits_in_flight - 1)
         self.report.add_staged(staged)
         if not staged.readable:
@@ -328,13 +411,104 @@ class _Run:
             self.log.warning(
                 f"[Batch {batch.number}] commit failed, staging it again: {describe_error(exc)}"
             )
-            committed = self._guarded(batch, functools.partial(self._stage_and_commit, batch))
+            try:
+                committed = self._guarded(batch, functools.partial(self._stage_and_commit, batch))
+            except Exception as redo_exc:
+                if not is_isolatable(redo_exc):
+                    raise
+                self.isolate(batch, redo_exc)
+                return
         if committed is not None:
-            self.report.add(committed.outcomes, committed.inserted)
-            _log_success(committed.record, self.settings, self.log)
-            _raise_alerts(self.url, self.settings, committed.record, self.log)
+            self._completed(committed)
+
+    def _completed(self, committed: Committed) -> None:
+        self.committed_any = True
+        self.report.add(committed.outcomes, committed.inserted)
+        _log_success(committed.record, self.settings, self.log)
+        _raise_alerts(self.url, self.settings, committed.record, self.log)
+
+    def isolate(self, batch: Batch, exc: Exception) -> None:
+        """Split a batch that failed for a reason that may be its data's, halves committing on
+        their own, until each failing file is alone (``_culprit``): one file can no longer hold
+        up the others. The batches still committing have finished (``_guarded``)."""
+        files = [file for file in batch.files if file.path.exists()]
+        if len(files) <= 1:
+            for file in files:
+                self._culprit(batch, file, exc)
+            return
+        self.log.warning(
+            f"[Batch {batch.number}] FAILED - {describe_error(exc)}; splitting its "
+            f"{len(files)} files to isolate the cause"
+        )
+        half = len(files) // 2
+        for part in (files[:half], files[half:]):
+            self._isolated_attempt(self.new_batch(part, batch.on_step))
+
+    def _isolated_attempt(self, batch: Batch) -> None:
+        """Stage and commit ``batch`` at once (nothing else commits meanwhile); isolate again if
+        it fails for a reason that may be its data's."""
+        try:
+            committed = self._guarded(batch, functools.partial(self._stage_and_commit, batch))
+        except Exception as exc:
+            if not is_isolatable(exc):
+                raise
+            self.isolate(batch, exc)
+            return
+        if committed is not None:
+            self._completed(committed)
+
+    def _culprit(self, batch: Batch, file: InputFile, exc: Exception) -> None:
+        """A file that failed alone: quarantined with the error as its reason if this run
+        committed something (the platform works), else released for a retry, counted."""
+        reason = f"failed alone in batch {batch.number}: {describe_error(exc)}"
+        if not self.committed_any:
+            self.log.warning(f"[Batch {batch.number}] {file.name} {reason}; retried later")
+            self.report.deferred[file.name] = reason
+            _release(self.url, self.report.run_id, file.name, reason, self.log)
+            return
+        self.log.error(f"[Batch {batch.number}] QUARANTINED {file.name}: {reason}")
+        with connect(self.url, self.settings.database.db_connect_timeout_s) as conn:
+            quarantine(file.path, self.settings.quarantine_dir, {"reason": reason})
+            mark_quarantined(conn, file.name, reason)
+        self.report.quarantined[file.name] = reason
+        self.report.isolated[file.name] = reason
+        self.report.deferred.pop(file.name, None)
+
+    def retry_deferred(self, on_step: Callable[[str], None], control: RunControl) -> None:
+        """Once something committed, try each deferred file alone once more (it is then
+        quarantined if it fails again); if nothing did, fail the run: the files are released
+        and the next run tries them again, up to ECOM_INGEST_MAX_FILE_FAILURES."""
+        if not self.report.deferred or control.stop.is_set():
+            return
+        if self.committed_any:
+            for name in list(self.report.deferred):
+                files = [file for file in self._deferred_files() if file.name == name]
+                if files:
+                    self._isolated_attempt(self.new_batch(files, on_step))
+                    self.report.deferred.pop(name, None)
+        if self.report.deferred:
+            names = ", ".join(sorted(self.report.deferred))
+            raise CulpritsNotIsolatedError(
+                f"{len(self.report.deferred)} file(s) failed alone and nothing else of the run "
+                f"committed; released for a retry: {names[:500]}"
+            )
+
+    def _deferred_files(self) -> list[InputFile]:
+        return [
+            file
+            for file in pending_files(self.settings, self.report.partition, self.clock())
+            if file.name in self.report.deferred
+        ]
 
     def _stage(self, batch: Batch) -> Staged:
+        spark = live_session(self.spark, self.settings.spark)
+        if spark is not self.spark:
+            configure_spark_retries(spark, self.settings.reliability)
+            self.log.warning(
+                f"[Batch {batch.number}] Spark session closed by a restarted server; "
+                "continuing in a new one"
+            )
+            self.spark = spark
         report = self.report
         return stage_batch(
             self.spark, self.url, self.settings, report.partition, report.run_id, self.lock,
@@ -354,15 +528,16 @@ class _Run:
         return self._reported(commit)
 
     def _guarded(self, batch: Batch, attempt: Callable[[], T]) -> T:
-        """attempt() through the guard's retries and breakers; a failure is recorded, after
-        the batch committing (if any) has ended, and raised."""
+        """attempt() through the guard's retries and breakers; after the batches committing (if
+        any) have ended, a failure is raised, and recorded unless the caller isolates it."""
         try:
             return self.guard.call(attempt, f"[Batch {batch.number}]")
         except Exception as exc:
             try:
                 self.finish()
             finally:
-                _record_failure(self.url, self.settings, self.report, batch, exc, self.log)
+                if not is_isolatable(exc):
+                    _record_failure(self.url, self.settings, self.report, batch, exc, self.log)
             raise
 
 
@@ -409,7 +584,7 @@ def _record_failure(
     log.error(f"[Batch {batch.number}] FAILED - {reason}")
     try:
         with connect(url, FAILURE_CONNECT_TIMEOUT_S) as conn:
-            mark_failed(conn, report.run_id, reason)
+            mark_failed(conn, report.run_id, reason, counted=False)  # an outage: not the files
             failed = BatchRecord(
                 run_id=report.run_id,
                 batch_no=batch.number,
@@ -422,3 +597,12 @@ def _record_failure(
             record_batch(conn, failed, settings.quality.min_validity)
     except psycopg.Error as db_exc:
         log.warning(f"[Batch {batch.number}] failure not recorded: {describe_error(db_exc)}")
+
+
+def _release(url: str, run_id: str, file_name: str, reason: str, log: LogSink) -> None:
+    """Release one file's claim with its failure counted, if PostgreSQL answers."""
+    try:
+        with connect(url, FAILURE_CONNECT_TIMEOUT_S) as conn:
+            mark_failed(conn, run_id, reason, counted=True, files=[file_name])
+    except psycopg.Error as exc:
+        log.warning(f"failure of {file_name} not recorded: {describe_error(exc)}")

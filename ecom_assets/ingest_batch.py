@@ -40,7 +40,12 @@ from ecom_assets.resources.event_sink import (
     stage_routed,
     staged_rows,
 )
-from ecom_assets.resources.file_ledger import Fingerprinted, claim_files, mark_quarantined
+from ecom_assets.resources.file_ledger import (
+    Failures,
+    Fingerprinted,
+    claim_files,
+    mark_quarantined,
+)
 from ecom_assets.schema.contract import Contract
 from ecom_assets.schema.detection import scan_file
 from ecom_assets.settings import Settings
@@ -179,7 +184,7 @@ def stage_batch(
                 continue
             quarantine(file.path, settings.quarantine_dir, {"reason": NON_UTF8_NAME})
             staged.quarantined[printable_name(file.name)] = NON_UTF8_NAME
-        scans = {file.name: scan_file(file.path) for file in files}
+        scans = {file.name: scan_file(file.path, settings.ingestion.max_file_mb) for file in files}
         fingerprinted = [Fingerprinted(file, scans[file.name].sha256) for file in files]
         claim = claim_files(conn, run_id, fingerprinted)
         batch.on_step("claimed")
@@ -190,9 +195,16 @@ def stage_batch(
             quarantine(item.file.path, settings.quarantine_dir, {"reason": NAME_REUSED})
             staged.quarantined[item.file.name] = NAME_REUSED
         for item in claim.to_process:
+            if (gave_up := _gave_up(claim.failures.get(item.file.name), settings)) is not None:
+                quarantine(item.file.path, settings.quarantine_dir, {"reason": gave_up})
+                mark_quarantined(conn, item.file.name, gave_up)
+                staged.quarantined[item.file.name] = gave_up
+                continue
             header = scans[item.file.name].header
             if header.ingestible:
-                landed = ReadableFile.landed(item.file.path, header, item.file.modified_at)
+                landed = ReadableFile.landed(
+                    item.file.path, header, item.file.modified_at, item.sha256
+                )
                 staged.readable.append(landed)
                 continue
             quarantine(item.file.path, settings.quarantine_dir, header.as_dict())
@@ -206,6 +218,17 @@ def stage_batch(
             counts = stage_routed(file_names(spark, staged.readable), url, tables, rows)
             staged.outcomes = _outcomes(counts, staged.readable, staged.began)
     return staged
+
+
+def _gave_up(failures: Failures | None, settings: Settings) -> str | None:
+    """The quarantine reason of a file that failed ECOM_INGEST_MAX_FILE_FAILURES times."""
+    limit = settings.ingestion.max_file_failures
+    if failures is None or failures.count < limit:
+        return None
+    return (
+        f"failed {failures.count} times (ECOM_INGEST_MAX_FILE_FAILURES={limit}); "
+        f"last: {failures.last_error or 'unknown'}"
+    )
 
 
 def commit_staged(
@@ -238,7 +261,8 @@ def commit_staged(
                 f"counted {counted[0]} / {counted[1]}"
             )
         with conn.transaction():
-            inserted = commit_batch(conn, tables, run_id, partition, outcomes, earlier)
+            committed = commit_batch(conn, tables, run_id, partition, outcomes, earlier)
+            outcomes = committed.outcomes  # a conflicting duplicate counts as invalid
             record = _batch_record(conn, run_id, partition, batch, outcomes)
             record_batch(conn, record, settings.quality.min_validity)
             batch.on_step("commit_pending")
@@ -248,7 +272,7 @@ def commit_staged(
     for file in staged.readable:
         move_to_processed(file.path, settings.processed_dir, partition)
         batch.on_step("moved")
-    return Committed(record, outcomes, inserted)
+    return Committed(record, outcomes, committed.inserted)
 
 
 def _batch_record(

@@ -13,6 +13,7 @@ retry of the same run finds them as the previous attempt left them.
 
 from __future__ import annotations
 
+import errno
 import functools
 import re
 import time
@@ -23,6 +24,7 @@ from typing import TypeVar
 import psycopg
 import pybreaker
 import tenacity
+from pyspark.errors import PySparkException
 from pyspark.errors.exceptions.connect import SparkConnectGrpcException
 from pyspark.sql import SparkSession
 
@@ -36,6 +38,11 @@ SPARK = "spark"
 # how a PostgreSQL failure inside a Spark task (the executors' COPY) reaches the driver
 _EXECUTOR_PG_ERROR = "psycopg.OperationalError"
 _GRPC_DETAILS = re.compile(r'status = StatusCode\.(?P<status>\w+)\s+details = "(?P<details>[^"]*)"')
+# the line of a Python worker's traceback that names its exception, e.g.
+# "pyarrow.lib.ArrowInvalid: CSV parse error: ..." or "...event_reader.FileChangedError: ..."
+_WORKER_ERROR = re.compile(
+    r"^(?:[\w.]+\.)?(?P<type>\w*(?:Error|Exception|Invalid|Exit))\b:?(?P<rest>.*)$"
+)
 
 
 class DependencyUnavailableError(RuntimeError):
@@ -53,9 +60,40 @@ def is_transient_postgres(exc: BaseException) -> bool:
     return isinstance(exc, SparkConnectGrpcException) and _EXECUTOR_PG_ERROR in str(exc)
 
 
+SESSION_LOST = ("NO_ACTIVE_SESSION", "INVALID_HANDLE", "server side session identifier")
+"""How a Spark Connect client says its session is gone: the server restarted (a new server-side
+session id closes the client) or expired it. A new session (resources/spark.py) cures it."""
+
+
 def is_transient_spark(exc: BaseException) -> bool:
-    """The Spark Connect server could not be reached (already retried by the Connect client)."""
-    return isinstance(exc, SparkConnectGrpcException) and "UNAVAILABLE" in str(exc)
+    """The Spark Connect server could not be reached (already retried by the Connect client),
+    or the session died with the server it lived on."""
+    if isinstance(exc, SparkConnectGrpcException) and "UNAVAILABLE" in str(exc):
+        return True
+    return is_session_lost(exc)
+
+
+def is_session_lost(exc: BaseException) -> bool:
+    return isinstance(exc, PySparkException) and any(mark in str(exc) for mark in SESSION_LOST)
+
+
+_ENVIRONMENT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EMFILE, errno.ENFILE, errno.ENOMEM}
+)
+_SHUTTING_DOWN = "after interpreter shutdown"
+
+
+def is_platform_fault(exc: BaseException) -> bool:
+    """A failure that is the platform's, never one file's: Spark failing outside our tasks (a
+    task's own Python exception is the data's: it comes with the worker's traceback), a full or
+    read-only disk, exhausted memory or descriptors, the process shutting down."""
+    if isinstance(exc, PySparkException):
+        return "exception was thrown from the Python worker" not in str(exc)
+    if isinstance(exc, MemoryError):
+        return True
+    if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
+        return True
+    return isinstance(exc, RuntimeError) and _SHUTTING_DOWN in str(exc)
 
 
 def configure_spark_retries(spark: SparkSession, settings: ReliabilitySettings) -> None:
@@ -149,7 +187,10 @@ class Guard:
                 max=self.settings.retry_max_delay_s,
                 jitter=self.settings.retry_initial_delay_s,
             ),
-            retry=tenacity.retry_if_exception(is_transient_postgres),
+            # a lost Spark session is renewed by the next attempt (ingest.py: live_session)
+            retry=tenacity.retry_if_exception(
+                lambda exc: is_transient_postgres(exc) or is_session_lost(exc)
+            ),
             before_sleep=functools.partial(self._before_sleep, what),
             reraise=True,
         )
@@ -203,7 +244,22 @@ def describe_error(exc: BaseException | None) -> str:
     text = str(exc).strip() or type(exc).__name__
     grpc = _GRPC_DETAILS.search(text)  # gRPC errors start with a line that says nothing
     line = f"{grpc['status']}: {grpc['details']}" if grpc else text.splitlines()[0]
+    worker = _worker_error(text)
+    if worker is not None:  # a task's exception: the traceback's last error line says what
+        line = worker
     return f"{type(exc).__name__}: {line[:300]}"
+
+
+def _worker_error(text: str) -> str | None:
+    """The last exception line of a Python worker's traceback inside a Spark error, if any."""
+    if "exception was thrown from the Python worker" not in text:
+        return None
+    found = None
+    for line in text.splitlines()[1:]:
+        match = _WORKER_ERROR.match(line.strip())
+        if match:
+            found = f"{match['type']}:{match['rest']}".rstrip(":")
+    return found
 
 
 _GUARDS: dict[str, Guard] = {}

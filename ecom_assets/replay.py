@@ -4,12 +4,14 @@ Replays only put files back into the input directory (and mark them pending in t
 sensor and the ordinary ingest run do the rest, so a replay is visible in the UI like any run
 and has no code path of its own. Every replay is idempotent: valid rows dedupe on event_id, dead
 letters on (file, line), and a dead-letter replay file is named after the dead letters it holds,
-so repeating it produces the same file, which the ledger recognises.
+so repeating it produces the same file, which the ledger recognises. A replay never overwrites a
+file waiting in the input directory: it refuses, and moves nothing (``replay_files``).
 """
 
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
 import io
 import os
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import psycopg
 
-from ecom_assets.resources.event_files import is_csv_name
+from ecom_assets.resources.event_files import REASON_SUFFIX, is_csv_name, move, original_name
 from ecom_assets.schema.versions import LATEST
 from ecom_assets.settings import Settings
 
@@ -44,24 +46,79 @@ def _reset_ledger(conn: psycopg.Connection, names: list[str]) -> None:
 
 
 def replay_files(conn: psycopg.Connection, settings: Settings, paths: list[Path]) -> ReplayResult:
-    """Move processed or quarantined files back into the input directory, marked pending."""
+    """Move processed or quarantined files back into the input directory under the names they
+    arrived with, marked pending.
+
+    Never overwrites: if a file of one of those names waits in the input directory (a
+    producer's new file), nothing is replayed and ReplayError says which; replay again once it
+    is ingested. Renaming the replayed file instead was rejected: the ledger knows a file by its
+    name, so a renamed replay would be a new file, and its rows' source_file would change.
+    """
     if not paths:
         raise ReplayError("no processed or quarantined file matched")
     settings.input_dir.mkdir(parents=True, exist_ok=True)
-    names = [path.name for path in paths]
+    moves = [(path, settings.input_dir / _arrival_name(path, settings)) for path in paths]
+    names = [target.name for _, target in moves]
+    waiting = [name for name in names if os.path.lexists(settings.input_dir / name)]
+    if waiting:
+        raise _waiting_error(settings, waiting, replayed=[])
+    if len(set(names)) != len(names):
+        raise ReplayError(f"two of these files arrived under one name: {_listed(names)}")
     with conn.transaction():
         _reset_ledger(conn, names)
-    for path in paths:
-        os.replace(path, settings.input_dir / path.name)
-        path.with_name(f"{path.name}.reason.json").unlink(missing_ok=True)
+    for done, (path, target) in enumerate(moves):
+        try:  # exclusive: a producer's file landing since the check above is never replaced
+            move(path, target, exclusive=True)
+        except FileExistsError:
+            raise _waiting_error(settings, [target.name], replayed=names[:done]) from None
+        path.with_name(path.name + REASON_SUFFIX).unlink(missing_ok=True)
     return ReplayResult(files=names)
 
 
+def _arrival_name(path: Path, settings: Settings) -> str:
+    """A quarantined file's stored name may carry ``~2`` or a hash (event_files.stored_name)."""
+    if path.parent == settings.quarantine_dir:
+        return original_name(path)
+    return path.name
+
+
+def _waiting_error(settings: Settings, waiting: list[str], replayed: list[str]) -> ReplayError:
+    done = f"replayed before it: {_listed(replayed)}" if replayed else "nothing was replayed"
+    return ReplayError(
+        f"a file of the same name waits in {settings.input_dir}, and replay never overwrites "
+        f"one: {_listed(waiting)}; {done}. Replay again once it has been ingested."
+    )
+
+
+def _listed(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown}, ... ({len(names) - limit} more)"
+
+
 def find_file(settings: Settings, name: str) -> list[Path]:
+    """A processed file of this name, else a quarantined one: by the name it is stored under,
+    else by the name it arrived with (its reason file's "file" field)."""
     if Path(name).name != name:
         raise ReplayError(f"{name!r}: give a file name, not a path")
-    candidates = [*settings.processed_dir.glob(f"*/{name}"), settings.quarantine_dir / name]
-    return [path for path in candidates if path.is_file()][:1]
+    candidates = [
+        *sorted(settings.processed_dir.glob(f"*/{glob.escape(name)}")),
+        settings.quarantine_dir / name,
+    ]
+    found = [path for path in candidates if path.is_file()][:1]
+    if found:
+        return found
+    quarantined = _quarantined_as(settings, name)
+    if len(quarantined) > 1:
+        stored = [path.name for path in quarantined]
+        raise ReplayError(f"{name!r} was quarantined {len(stored)} times: give one of {stored}")
+    return quarantined
+
+
+def _quarantined_as(settings: Settings, name: str) -> list[Path]:
+    """Quarantined files that arrived as ``name`` (a second copy, or a cut long name)."""
+    reasons = settings.quarantine_dir.glob(f"*{REASON_SUFFIX}")
+    stored = (reason.with_name(reason.name[: -len(REASON_SUFFIX)]) for reason in reasons)
+    return sorted(path for path in stored if path.is_file() and original_name(path) == name)
 
 
 def find_partition(settings: Settings, partition: str) -> list[Path]:

@@ -206,7 +206,13 @@ class IngestionSettings(BaseSettings):
         ),
     )
     file_settle_s: float = Field(
-        1.0, ge=0, le=600, description="A file must be unchanged this long before it is claimed."
+        1.0,
+        ge=0,
+        le=600,
+        description=(
+            "A file must be unchanged this long before it is claimed; 30 times as long when its "
+            "last byte does not end a line (0: producers rename finished files in)."
+        ),
     )
     max_files_per_run: int = Field(5000, ge=1, le=1_000_000, description="Files of one batch.")
     max_batch_mb: int = Field(
@@ -216,6 +222,15 @@ class IngestionSettings(BaseSettings):
         description=(
             "Megabytes of files in one batch (a run's first three: 1/8, 1/4, 1/2): "
             "a run commits a batch while the next stages."
+        ),
+    )
+    max_file_mb: int = Field(
+        64,
+        ge=1,
+        le=100_000,
+        description=(
+            "A larger file is quarantined with its size as the reason: a Spark task reads a file "
+            "whole, in about 20 times its size of worker memory (transforms/file_rows.py)."
         ),
     )
     commits_in_flight: int = Field(
@@ -230,6 +245,15 @@ class IngestionSettings(BaseSettings):
     max_concurrent_runs: int = Field(1, ge=1, le=32, description="Ingest runs in progress at once.")
     retry_after_s: float = Field(
         120.0, ge=5, le=86_400, description="Request a partition again if its files still wait."
+    )
+    max_file_failures: int = Field(
+        5,
+        ge=2,
+        le=100,
+        description=(
+            "A file is quarantined after failing its batch (or killing the run reading it) this "
+            "many times, whatever the reason (docs/decisions.md 57)."
+        ),
     )
     linger_s: float = Field(
         10.0,
@@ -374,6 +398,36 @@ class MonitoringSettings(BaseSettings):
         return value
 
 
+class StackSettings(BaseSettings):
+    """How `ecom up` heals its parts: restart with backoff, give up on a crash loop."""
+
+    model_config = _config("ECOM_STACK_")
+
+    restart_initial_delay_s: float = Field(
+        1.0, ge=0, le=60, description="Wait before restarting a part that died; doubles per death."
+    )
+    restart_max_delay_s: float = Field(
+        30.0, ge=0, le=600, description="Ceiling of the wait before a restart."
+    )
+    max_restarts: int = Field(
+        5,
+        ge=0,
+        le=1000,
+        description="Restarts of one part within ECOM_STACK_RESTART_WINDOW_S; one more death "
+        "is a crash loop: `ecom up` gives up and stops the stack.",
+    )
+    restart_window_s: float = Field(
+        300.0, ge=1, le=86_400, description="The window that counts a part's deaths."
+    )
+    probe_grace_s: float = Field(
+        60.0,
+        ge=5,
+        le=3600,
+        description="The embedded PostgreSQL's postmaster alive but refusing connections this "
+        "long: restarted.",
+    )
+
+
 _GROUPS: dict[str, type[BaseSettings]] = {
     "paths": PathSettings,
     "database": DatabaseSettings,
@@ -384,6 +438,7 @@ _GROUPS: dict[str, type[BaseSettings]] = {
     "generator": GeneratorSettings,
     "reliability": ReliabilitySettings,
     "monitoring": MonitoringSettings,
+    "stack": StackSettings,
 }
 
 
@@ -401,6 +456,7 @@ class Settings(BaseModel):
     generator: GeneratorSettings
     reliability: ReliabilitySettings
     monitoring: MonitoringSettings
+    stack: StackSettings = Field(default_factory=StackSettings)
 
     def data_path(self, path: Path) -> Path:
         """A path of the ingestion group, resolved under the data directory."""

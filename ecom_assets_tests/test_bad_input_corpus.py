@@ -32,6 +32,7 @@ from ecom_assets.assets.ingestion import build_ingest_assets
 from ecom_assets.ingest import IngestReport, ingest_partition
 from ecom_assets.jobs import build_ingest_job
 from ecom_assets.partitions import PARTITION_FORMAT
+from ecom_assets.resources.event_files import NAME_MAX, original_name
 from ecom_assets.resources.migrations import apply_migrations, discover_migrations
 from ecom_assets.schema.contract import ErrorCode
 from ecom_assets.schema.versions import V1, V2, V3, SchemaVersion
@@ -48,6 +49,7 @@ PARTITION = HOUR.strftime(PARTITION_FORMAT)
 H1, H2, H3 = (list(version.column_names) for version in (V1, V2, V3))
 MALFORMED = (E.MALFORMED_ROW,)
 BAD_NAME = "file name has characters Spark cannot read literally"
+MAX_FILE_MB = 1
 
 _ids = itertools.count(1)
 
@@ -98,6 +100,16 @@ def _unterminated_quote() -> bytes:
     opened = row(V1, event_type="view", price="")
     opened[2] = '"view'  # written raw: the quote runs to the end of the file
     return lines(H1, row(V1)) + (",".join(opened) + "\n").encode() + lines(row(V1), row(V1))
+
+
+def _header_quoting(header: str, *rows: Sequence[str], bom: bool = False) -> bytes:
+    """A header line written raw (its quoting is the point), then well-formed rows."""
+    return (b"\xef\xbb\xbf" if bom else b"") + header.encode() + b"\n" + lines(*rows)
+
+
+LONG = "é" * 110 + "x"
+"""With the corpus's file name around it: a 255-byte name, NAME_MAX (a quarantined file's
+`<name>.reason.json` would be 267 bytes)."""
 
 
 def corpus() -> list[Case]:
@@ -238,6 +250,33 @@ def corpus() -> list[Case]:
         Case("space_in_name", lines(H1, row(V1)), name="my export", reason=BAD_NAME),
         Case("glob_characters_in_name", lines(H1, row(V1)), name="[1]{a,b}*?", reason=BAD_NAME),
         Case("colon_in_name", lines(H1, row(V1)), name="10:00", reason=BAD_NAME),
+        Case(
+            "header_quote_opened_at_end",  # python's csv read a blank 7th name, Arrow failed
+            _header_quoting(",".join(H1) + ',"', row(V1), row(V1)),
+            reason="header has an unterminated quote",
+        ),
+        Case(
+            "header_unterminated_quote",
+            _header_quoting('event_id,"user_id,' + ",".join(H1[2:]), row(V1)),
+            reason="header has an unterminated quote",
+        ),
+        Case(
+            "header_bom_quoted_comma",  # python's csv split the quoted name, Arrow did not
+            _header_quoting('"event_id,user_id",' + ",".join(H1[2:]), row(V1), bom=True),
+            reason="missing columns event_id, user_id",
+        ),
+        Case(
+            "header_quoted_names",
+            _header_quoting(",".join(f'"{name}"' for name in H3), row(), row()),
+            valid=2,
+        ),
+        Case("name_max_garbage", random.Random(8).randbytes(512), name=LONG, reason="not UTF-8"),
+        Case("name_max_events", lines(H2, row(V2)), name=LONG[:-1] + "y", valid=1),
+        Case(
+            "above_max_file_mb",
+            lines(H3, row()) + b"\n" * (MAX_FILE_MB << 20),
+            reason=f"above ECOM_INGEST_MAX_FILE_MB={MAX_FILE_MB}",
+        ),
     ]
 
 
@@ -262,7 +301,10 @@ class Outcome:
     """The symlinks' target after the run."""
     processed: list[str]
     quarantined: list[str]
+    """The names quarantined files arrived with (a stored name may be cut: event_files)."""
     reasons: dict[str, dict[str, Any]]
+    """Arrival name -> reason document."""
+    quarantine_entries: list[str]
     ledger: dict[str, str]
     events: dict[str, list[tuple[str, ...]]]
     """File -> (geo_city, browser, referrer) of its events, in record order."""
@@ -280,7 +322,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     with pytest.MonkeyPatch.context() as env:
         env.setenv("ECOM_ENV_FILE", str(home / "absent.env"))
         yield load_settings(
-            paths=PathSettings(home=home), ingestion=IngestionSettings(file_settle_s=0)
+            paths=PathSettings(home=home),
+            ingestion=IngestionSettings(file_settle_s=0, max_file_mb=MAX_FILE_MB),
         )
 
 
@@ -373,8 +416,12 @@ def outcome(
         left_in_input=sorted(path.name for path in settings.input_dir.iterdir()),
         outside=target.read_bytes(),
         processed=sorted(path.name for path in settings.processed_dir.glob("*/*")),
-        quarantined=sorted(path.name for path in quarantine.glob("*.csv")),
-        reasons={p.name: json.loads(p.read_text()) for p in quarantine.glob("*.reason.json")},
+        quarantined=sorted(original_name(path) for path in quarantine.glob("*.csv")),
+        reasons={
+            reason["file"]: reason
+            for reason in (json.loads(p.read_text()) for p in quarantine.glob("*.reason.json"))
+        },
+        quarantine_entries=sorted(path.name for path in quarantine.iterdir()),
         ledger=dict(query(url, "SELECT file_name, status FROM ingest_files")),
         events=events,
         dead=dead,
@@ -396,7 +443,7 @@ def test_each_kind_ends_in_exactly_one_place(outcome: Outcome, case: Case) -> No
     assert name not in outcome.left_in_input
     if case.reason is not None:
         assert (outcome.processed.count(name), outcome.quarantined.count(name)) == (0, 1)
-        reason = outcome.reasons[f"{name}.reason.json"]
+        reason = outcome.reasons[name]
         assert case.reason in reason["reason"], reason
         assert reason["file"] == name and reason["ingestible"] is False
         assert outcome.ledger[name] == "quarantined"
@@ -437,7 +484,7 @@ def test_the_sensor_requests_the_corpus_and_follows_no_link_or_directory(
 
 
 def test_a_file_name_that_is_not_utf8_is_quarantined_with_its_reason(outcome: Outcome) -> None:
-    reason = outcome.reasons[f"{NON_UTF8_NAME}.reason.json"]
+    reason = outcome.reasons[NON_UTF8_NAME]
     assert "file name is not UTF-8" in reason["reason"]
     printable = os.fsencode(NON_UTF8_NAME).decode("utf-8", "backslashreplace")
     assert outcome.report.quarantined[printable] == reason["reason"]
@@ -459,3 +506,13 @@ def test_quoted_and_multibyte_values_are_stored_exactly(outcome: Outcome) -> Non
     assert outcome.events[outcome.names["utf8_multibyte"]] == [
         ("São Paulo", "Firefox 🦊", "https://example.com/")
     ]
+
+
+def test_a_name_of_name_max_bytes_is_quarantined_under_a_shorter_one(outcome: Outcome) -> None:
+    name = outcome.names["name_max_garbage"]
+    assert len(name.encode()) == NAME_MAX
+    [stored] = [entry for entry in outcome.quarantine_entries if entry.endswith(".csv")
+                and entry.startswith(name[:100]) and entry != name]  # fmt: skip
+    assert f"{stored}.reason.json" in outcome.quarantine_entries
+    assert max(len(os.fsencode(entry)) for entry in outcome.quarantine_entries) <= NAME_MAX
+    assert not [entry for entry in outcome.quarantine_entries if entry.startswith(".")]

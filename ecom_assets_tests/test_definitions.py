@@ -42,7 +42,7 @@ def test_asset_graph_snapshot() -> None:
     assert set(defs.resources) == {"postgres", "pyspark"}
     checks = {key.name for key in graph.asset_check_keys}
     metrics_checks = {"validity_rate", "error_concentration", "rows_conserved"}
-    events_checks = {"unique_event_ids", "quality_warnings"}
+    events_checks = {"rows_in_one_place", "quality_warnings"}
     assert checks == {*metrics_checks, *events_checks, "pipeline_healthy"}
     # the UI shows the contract in force on the events asset
     metadata = graph.get(dg.AssetKey("ecommerce_events")).metadata

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import psycopg
@@ -66,7 +67,7 @@ def test_the_earlier_file_keeps_an_event_two_files_of_a_batch_hold(
         stage(conn, {"b.csv": ("v3", [event(2), event(3), event(4)])})
         stage(conn, {"a.csv": ("v3", [event(1), event(2)])})
         outcomes = [outcome("a.csv", 2), outcome("b.csv", 3)]
-        inserted = commit_batch(conn, TABLES, "run", "p", outcomes)
+        inserted = commit_batch(conn, TABLES, "run", "p", outcomes).inserted
         kept = dict(conn.execute("SELECT event_id::text, source_file FROM ecommerce_events"))
     assert inserted == {"a.csv": 2, "b.csv": 2}
     assert kept == {uid(1): "a.csv", uid(2): "a.csv", uid(3): "b.csv", uid(4): "b.csv"}
@@ -80,7 +81,7 @@ def test_events_already_stored_are_skipped(migrated_database_url: str) -> None:
         commit_batch(conn, TABLES, "run-1", "p", [outcome("a.csv", 2)])
         prepare_staging(conn, TABLES)
         stage(conn, {"b.csv": ("v3", [event(2), event(3)])})
-        inserted = commit_batch(conn, TABLES, "run-2", "p", [outcome("b.csv", 2)])
+        inserted = commit_batch(conn, TABLES, "run-2", "p", [outcome("b.csv", 2)]).inserted
         stored = conn.execute("SELECT count(*) FROM ecommerce_events").fetchone()[0]
     assert (inserted, stored) == ({"b.csv": 1}, 3)
 
@@ -125,3 +126,17 @@ def test_warnings_extras_and_drift_are_stored_as_postgresql_types(
     ]  # fmt: skip
     assert metrics == (1, {"UNEXPECTED_PRICE": 1, "INVALID_USER_SEGMENT": 1}, ["page_url", "ab"])
     assert by_code == 1
+
+
+def test_a_file_dated_decades_back_commits_with_the_largest_latency(
+    migrated_database_url: str,
+) -> None:
+    """An archive extracted with its old dates (or mtime 0) has a latency over NUMERIC(12,3):
+    the metrics INSERT failed the batch's commit on every retry."""
+    with psycopg.connect(migrated_database_url, autocommit=True) as conn:
+        prepare_staging(conn, TABLES)
+        stage(conn, {"old.csv": ("v3", [event(1)])})
+        epoch = replace(outcome("old.csv", 1), landed_at=datetime(1970, 1, 1, tzinfo=UTC))
+        assert commit_batch(conn, TABLES, "run", "p", [epoch]).inserted == {"old.csv": 1}
+        latency = conn.execute("SELECT latency_s FROM data_quality_metrics").fetchone()[0]
+    assert float(latency) == 999_999_999.999

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -14,7 +15,8 @@ from pyspark.sql import SparkSession
 
 from ecom_assets.ingest import ingest_partition
 from ecom_assets.reliability import DependencyUnavailableError
-from ecom_assets.settings import ReliabilitySettings, Settings
+from ecom_assets.resources.spark_session import shared_session_url
+from ecom_assets.settings import ReliabilitySettings, Settings, SparkSettings
 from ecom_assets.stack.processes import free_port, stop_group
 from ecom_assets.stack.spark_connect_server import LocalSparkConnect
 from ecom_assets_tests.test_fault_support import (
@@ -76,4 +78,41 @@ def test_spark_down_fails_clearly_keeps_the_files_and_recovers_on_rerun(
     finally:
         stop_group(process.pid)
     assert report.files_committed == backlog.files
+    assert landed(url, settings) == exactly_once(backlog)
+
+
+def test_a_run_goes_on_in_a_new_session_when_the_server_restarts_under_it(
+    server: LocalSparkConnect, migrated_database_url: str, ingest_settings: Settings, tmp_path: Path
+) -> None:
+    """`ecom up` restarts a dead Spark Connect server; a client of the old one closes itself
+    for good (another server-side session id) and failed every later batch with
+    NO_ACTIVE_SESSION, each one isolated as if its file were at fault."""
+    url = migrated_database_url
+    settings = ingest_settings.model_copy(
+        update={
+            "reliability": ReliabilitySettings(retry_attempts=3, retry_initial_delay_s=0.1),
+            "spark": SparkSettings(remote=server.url),
+        }
+    )
+    backlog = generate_backlog(settings, tmp_path / "truth", files=3, events=100)
+    held = sorted(settings.input_dir.glob("*.csv"))[-1]
+    held.rename(tmp_path / held.name)
+    process = server.start()
+    try:
+        server.wait_ready(process, timeout_s=180)
+        spark = SparkSession.builder.remote(shared_session_url(server.url, datetime.now(UTC)))
+        session = spark.create()
+        ingest_partition(session, url, settings, backlog.partition, "run-1", RecordingLog())
+    finally:
+        stop_group(process.pid)
+    (tmp_path / held.name).rename(held)
+    process = server.start()
+    log = RecordingLog()
+    try:
+        server.wait_ready(process, timeout_s=180)
+        report = ingest_partition(session, url, settings, backlog.partition, "run-2", log)
+    finally:
+        stop_group(process.pid)
+    assert "Spark session closed by a restarted server; continuing in a new one" in log.text()
+    assert (report.files_committed, report.isolated, report.deferred) == (1, {}, {})
     assert landed(url, settings) == exactly_once(backlog)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import time
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,6 @@ from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from ecom_assets.assets.database_schema import database_schema
 from ecom_assets.assets.ingestion import build_ingest_assets
-from ecom_assets.checks import load_partition_quality, unique_event_ids_check
 from ecom_assets.jobs import build_ingest_job
 from ecom_assets.partitions import PARTITION_FORMAT
 from ecom_assets.resources.event_files import InputFile
@@ -95,7 +95,7 @@ def test_each_committed_batch_is_materialized_and_checked_for_its_partition(
     evaluations = result.get_asset_check_evaluations()
     assert len(evaluations) == 3 * 5  # five checks per batch, none at the run's end
     assert {e.check_name for e in evaluations} == {"validity_rate", "error_concentration",
-        "rows_conserved", "unique_event_ids", "quality_warnings"}  # fmt: skip
+        "rows_conserved", "rows_in_one_place", "quality_warnings"}  # fmt: skip
     assert all(e.passed and e.partition == partition for e in evaluations), evaluations
     rows_judged = [e.metadata["rows_read"].value for e in evaluations
                    if e.check_name == "rows_conserved"]  # fmt: skip
@@ -239,30 +239,37 @@ def test_a_tick_in_an_empty_directory_requests_a_file_landing_during_its_watch(
     assert 1.0 <= took < 3.0  # returned when the file landed, not at the end of the watch
 
 
-def test_unique_event_ids_counts_repeats_once_the_primary_key_is_gone(
-    migrated_database_url: str,
+def test_a_conflicting_duplicate_is_counted_invalid_by_the_run_and_its_checks(
+    settings: Settings, resources: dict[str, object], database_url: str
 ) -> None:
-    """With the key in place a repeat cannot exist (and is not searched for); without it, the
-    check counts the repeated ids of the judged files."""
-    partition, source = "2026-12-07-10:00", "events_a.csv"
-    insert = (
-        "INSERT INTO ecommerce_events (event_id, event_type, product_id, event_time, event_date, "
-        "event_hour, schema_version, source_file, source_line) VALUES "
-        "(%s, 'view', 1, now(), current_date, 0, 'v1', %s, %s)"
+    """A second file re-sends one event with another session and one unchanged: the first is
+    a dead letter in the batch's figures and tables, the second a duplicate; every row is
+    accounted for, and the validity check shows the producer's bug."""
+    partition = generate(settings, "--files", "1", "--events-per-file", "20",
+                         "--anomaly-rate", "0", "--seed", "8")  # fmt: skip
+    dg.materialize([database_schema], resources={"postgres": resources["postgres"]})
+    ingest = build_ingest_assets(settings, upstream=[database_schema.key])
+    assert dg.materialize([ingest], resources=resources, partition_key=partition).success
+    source = next(settings.processed_dir.glob("*/*.csv"))
+    header, changed, same = list(csv.reader(source.read_text().splitlines()))[:3]
+    changed[header.index("session_id")] = "another-session"
+    resent = settings.input_dir / f"{source.stem}z.csv"
+    with resent.open("w", newline="") as file:
+        csv.writer(file, lineterminator="\n").writerows([header, changed, same])
+    result = dg.materialize(
+        [ingest], resources=resources, partition_key=partition, raise_on_error=False
     )
-    event_id = "0b0f6d3e-4c1b-4f55-9d2a-8c1f3e5a7b90"
-    with psycopg.connect(migrated_database_url) as conn:
-        conn.execute(
-            "INSERT INTO data_quality_metrics (run_id, partition_key, source_file, rows_read, "
-            "rows_valid, rows_invalid, rows_inserted, rows_duplicate, rows_late, validity_rate) "
-            "VALUES ('r', %s, %s, 2, 2, 0, 2, 0, 0, 1)",
-            (partition, source),
-        )
-        conn.execute(insert, (event_id, source, 1))
-        assert unique_event_ids_check(load_partition_quality(conn, partition, [source])).passed
-        conn.execute("ALTER TABLE ecommerce_events DROP CONSTRAINT ecommerce_events_pkey")
-        conn.execute(insert, (event_id, source, 2))
-        quality = load_partition_quality(conn, partition, [source])
-        assert (quality.primary_key_present, quality.duplicate_event_ids) == (False, 1)
-        assert not unique_event_ids_check(quality).passed
-        conn.rollback()
+    [batch] = materializations(result, "data_quality_metrics")
+    names = ("rows_read", "rows_valid", "rows_invalid", "rows_inserted", "rows_duplicate")
+    assert [batch.metadata[name].value for name in names] == [2, 1, 1, 0, 1]
+    verdicts = check_results(result)
+    assert verdicts["rows_conserved"].passed and verdicts["rows_in_one_place"].passed
+    assert not verdicts["validity_rate"].passed  # half the file is a producer's bug: visible
+    with psycopg.connect(database_url) as conn:
+        letter = conn.execute(
+            "SELECT source_line, error_codes, error_detail FROM dead_letter_events "
+            "WHERE source_file = %s",
+            (resent.name,),
+        ).fetchone()
+    assert letter[:2] == (1, ["CONFLICTING_DUPLICATE"])
+    assert f"source_file='{source.name}', source_line=1" in letter[2]

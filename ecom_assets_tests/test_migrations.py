@@ -27,6 +27,9 @@ ALL_MIGRATIONS = [
     "004_open_alerts.sql",
     "005_analytics_materialized.sql",
     "006_event_contract.sql",
+    "007_stack_alerts.sql",
+    "008_file_failures.sql",
+    "009_dashboard_files_once.sql",
 ]
 
 SCHEMA_SNAPSHOT = """

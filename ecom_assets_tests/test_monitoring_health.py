@@ -106,11 +106,18 @@ def seed(url: str, settings: Settings) -> None:
                 "raw_record, status) VALUES ('f.csv', %s, '{MISSING_FIELD}', '{}', %s)",
                 (line, status),
             )
-        for name, status in (("a.csv", "committed"), ("b.csv", "committed"), ("c", "quarantined")):
+        ledger = (
+            ("a.csv", "committed", 0, None),
+            ("b.csv", "committed", 0, None),
+            ("c", "quarantined", 0, "failed alone in batch 3: FileChangedError: c changed"),
+            ("d.csv", "failed", 2, "failed alone in batch 4: boom"),
+            ("e.csv", "failed", 0, "DependencyUnavailableError: down"),  # not its fault
+        )
+        for name, status, failures, error in ledger:
             conn.execute(
-                "INSERT INTO ingest_files (file_name, partition_key, size_bytes, status) "
-                "VALUES (%s, %s, 10, %s)",
-                (name, PARTITION, status),
+                "INSERT INTO ingest_files (file_name, partition_key, size_bytes, status, "
+                "failures, error) VALUES (%s, %s, 10, %s, %s, %s)",
+                (name, PARTITION, status, failures, error),
             )
         store_alert(conn, WARNING_ALERT)
         store_alert(conn, Alert("run_failure", "ERROR", "ingest_job run r failed: boom"))
@@ -125,7 +132,10 @@ def test_load_health_reads_the_seeded_tables(migrated_database_url: str, setting
         report = load_health(conn, settings, now)
     facts = report.facts
     assert (facts.events, facts.dead_letters_open) == (3, 2)
-    assert (facts.files_committed, facts.files_quarantined) == (2, 1)
+    assert (facts.files_committed, facts.files_quarantined, facts.files_failing) == (2, 1, 1)
+    assert facts.latest_quarantined == (
+        ("c", "failed alone in batch 3: FileChangedError: c changed"),
+    )
     assert (facts.batches_completed, facts.batches_failed, facts.window_batches) == (2, 1, 3)
     assert facts.success_rate == pytest.approx(2 / 3)
     assert facts.validity_rate == pytest.approx(287 / 300)  # rows, not batches, are averaged
@@ -145,7 +155,10 @@ def test_load_health_reads_the_seeded_tables(migrated_database_url: str, setting
     assert as_json["last_batch_at"] == facts.last_batch_at.isoformat()
     lines = report_lines(report)
     assert lines[0] == "state         DEGRADED"
-    assert "files         2 committed, 1 quarantined" in lines
+    assert (
+        "files         2 committed, 1 quarantined, 1 failing (retried, then quarantined)" in lines
+    )
+    assert "  quarantined c: failed alone in batch 3: FileChangedError: c changed" in lines
 
 
 def test_health_window_covers_only_the_latest_batches(

@@ -13,6 +13,7 @@ from ecom_assets.reliability import (
     DependencyUnavailableError,
     Guard,
     configure_spark_retries,
+    describe_error,
     is_transient_postgres,
     is_transient_spark,
 )
@@ -109,3 +110,24 @@ def test_spark_connect_without_a_server_is_transient_and_gives_up_quickly():
     assert time.monotonic() - started < 30  # not the client's default ten minutes of retries
     assert guard.breakers["spark"].fail_counter == 1
     assert not is_transient_spark(ValueError("not an RPC"))
+
+
+def test_a_task_failure_is_described_by_its_python_exception_not_sparks_header() -> None:
+    """Spark's first line says nothing: the quarantine reason of an isolated file must say why."""
+    text = (
+        "An exception was thrown from the Python worker. Please see the stack trace below.\n"
+        "Traceback (most recent call last):\n"
+        '  File "/x/file_rows.py", line 79, in routed\n'
+        "pyarrow.lib.ArrowInvalid: CSV parse error: Expected 5 columns, got 7: a,b\n"
+        "\n"
+        "JVM stacktrace:\n"
+        "org.apache.spark.api.python.PythonException: Traceback (most recent call last):\n"
+        "ecom_assets.resources.event_reader.FileChangedError: f.csv changed after its scan\n"
+    )
+    assert describe_error(RuntimeError(text)) == (
+        "RuntimeError: FileChangedError: f.csv changed after its scan"
+    )
+    assert describe_error(RuntimeError(text.rsplit("JVM", 1)[0])) == (
+        "RuntimeError: ArrowInvalid: CSV parse error: Expected 5 columns, got 7: a,b"
+    )
+    assert describe_error(RuntimeError("plain\nsecond")) == "RuntimeError: plain"

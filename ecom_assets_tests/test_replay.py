@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -19,13 +22,16 @@ from ecom_assets.replay import (
     replay_dead_letters,
     replay_files,
 )
+from ecom_assets.resources.event_files import quarantine
 from ecom_assets.settings import (
+    IngestionSettings,
     PathSettings,
     Settings,
     load_settings,
 )
 
 pytestmark = pytest.mark.integration
+SHM = Path("/dev/shm")
 IDS = [f"00000000-0000-4000-8000-00000000000{n}" for n in range(1, 5)]
 
 
@@ -188,3 +194,104 @@ def test_a_replayed_dead_letter_keeps_its_unknown_columns(
         (IDS[0], "100.00", {"page_url": "/p/1?a=b,c"}),
         (IDS[1], "9.50", {"page_url": "/p/2"}),
     ]
+
+
+def ledger(url: str) -> dict[str, str]:
+    with psycopg.connect(url) as conn:
+        return dict(conn.execute("SELECT file_name, status FROM ingest_files").fetchall())
+
+
+def test_a_replay_never_overwrites_a_file_waiting_in_input(spark, url: str, settings: Settings):
+    """A producer's new file of the same name waits in input/: --file and --partition refuse,
+    name it, and move nothing; once it is ingested, the replay goes through."""
+    partition = write_file(settings)
+    ingest(spark, url, settings, partition, "r1")
+    [processed] = settings.processed_dir.glob("*/*.csv")
+    before = processed.read_bytes()
+    waiting = settings.input_dir / processed.name
+    waiting.write_bytes(before.replace(b"100.00", b"100.50"))  # the producer's new file
+    for paths in (find_file(settings, processed.name), find_partition(settings, partition)):
+        with (
+            psycopg.connect(url, autocommit=True) as conn,
+            pytest.raises(ReplayError, match=r"waits in .* nothing was replayed") as error,
+        ):
+            replay_files(conn, settings, paths)
+        assert processed.name in str(error.value)
+        assert processed.read_bytes() == before
+        assert waiting.read_bytes() == before.replace(b"100.00", b"100.50")
+        assert ledger(url) == {processed.name: "committed"}
+    env = {
+        "ECOM_HOME": str(settings.paths.root),
+        "ECOM_DATABASE_URL": url,
+        "ECOM_ENV_FILE": "/nonexistent.env",
+        "PATH": "/usr/bin:/bin",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "ecom_assets.cli", "replay", "--file", processed.name],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "replay never overwrites one" in result.stderr
+    assert processed.read_bytes() == before
+    waiting.unlink()  # say the producer's file was ingested and moved on
+    with psycopg.connect(url, autocommit=True) as conn:
+        replay_files(conn, settings, find_file(settings, processed.name))
+    assert waiting.read_bytes() == before and not processed.exists()
+
+
+def test_quarantined_copies_replay_under_the_name_they_arrived_with(
+    url: str, settings: Settings
+) -> None:
+    """Two quarantines of one name and one name of 255 bytes: each is found by the name it
+    arrived with, or its stored name, and goes back to input/ under the name it arrived with."""
+    long_name = f"events_20260101T100000000000Z_{'é' * 110}x.csv"
+    settings.input_dir.mkdir(parents=True)
+    stored = []
+    for name, content in (("a.csv", b"first"), ("a.csv", b"second"), (long_name, b"long")):
+        (settings.input_dir / name).write_bytes(content)
+        stored.append(quarantine(settings.input_dir / name, settings.quarantine_dir, {}))
+    assert [path.name for path in stored[:2]] == ["a.csv", "a~2.csv"]
+    assert stored[2].name != long_name
+    with psycopg.connect(url, autocommit=True) as conn:
+        replay_files(conn, settings, find_file(settings, "a~2.csv"))
+        assert (settings.input_dir / "a.csv").read_bytes() == b"second"
+        with pytest.raises(ReplayError, match="waits in"):  # a.csv is back and waits
+            replay_files(conn, settings, find_file(settings, "a.csv"))
+        (settings.input_dir / "a.csv").unlink()
+        replay_files(conn, settings, find_file(settings, long_name))
+    assert (settings.input_dir / long_name).read_bytes() == b"long"
+    assert sorted(path.name for path in settings.quarantine_dir.iterdir()) == [
+        "a.csv",
+        "a.csv.reason.json",
+    ]
+
+
+def test_two_quarantined_copies_of_one_name_must_be_told_apart(settings: Settings) -> None:
+    settings.input_dir.mkdir(parents=True)
+    for content in (b"one", b"two", b"three"):
+        (settings.input_dir / "b.csv").write_bytes(content)
+        quarantine(settings.input_dir / "b.csv", settings.quarantine_dir, {})
+    (settings.quarantine_dir / "b.csv").unlink()  # only b~2 and b~3 are left
+    (settings.quarantine_dir / "b.csv.reason.json").unlink()
+    with pytest.raises(ReplayError, match=r"quarantined 2 times: give one of \['b~2.csv', 'b~3"):
+        find_file(settings, "b.csv")
+
+
+def test_a_replay_from_another_file_system(url: str, settings: Settings, tmp_path: Path):
+    if not SHM.is_dir() or os.stat(SHM).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("/dev/shm is not a separate file system here")
+    processed = SHM / f"ecom-test-replay-{os.getpid()}"
+    moved = load_settings(
+        paths=settings.paths,
+        ingestion=IngestionSettings(file_settle_s=0, processed_dir=processed),
+    )
+    try:
+        hour = processed / "2026-01-01-10:00"
+        hour.mkdir(parents=True)
+        (hour / "c.csv").write_bytes(b"committed")
+        with psycopg.connect(url, autocommit=True) as conn:
+            replay_files(conn, moved, find_partition(moved, "2026-01-01-10:00"))
+        assert (moved.input_dir / "c.csv").read_bytes() == b"committed"
+        assert list(hour.iterdir()) == []
+    finally:
+        shutil.rmtree(processed, ignore_errors=True)

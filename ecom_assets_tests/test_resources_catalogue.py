@@ -125,7 +125,7 @@ def test_ecom_contract_check_and_show(
     good = cli_env / "good.yaml"
     good.write_text("user_segments: any\nrules:\n  UNKNOWN_PRODUCT: error\n")
     assert cli.main(["contract", "check", str(good)]) == 0
-    assert "valid; 6 event types, rules: 20 error, 5 warn, 0 off" in capsys.readouterr().out
+    assert "valid; 6 event types, rules: 23 error, 5 warn, 0 off" in capsys.readouterr().out
     bad = cli_env / "bad.yaml"
     bad.write_text("rules:\n  UNKNOWN_PRODUCT: sometimes\n")
     assert cli.main(["contract", "check", str(bad)]) == 2

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from ecom_assets.schema.contract import (
+    RULE_PARAMETERS,
+    STORAGE_LIMITS,
     STORAGE_RULES,
     ErrorCode,
     IdFormat,
@@ -121,6 +123,16 @@ def test_an_operator_file_overrides_only_what_it_says(tmp_path: Path) -> None:
         ("rules:\n  UNKNOWN_PRODUCT: [warn]\n", 2, "must be a single value, not a list"),
         ("rules:\n  UNKNOWN_PRODUCT: warn\n bad indent: x\n", 3, "not valid YAML"),
         ("- a list\n", 1, "the contract must be a mapping"),
+        # bounds whose product total_amount NUMERIC(14,2) cannot hold: on the parameter given
+        ("rules:\n  EXTREME_PRICE: {max_price: 1000000000}\n"
+         "  INVALID_QUANTITY: {max_quantity: 1000}\n", 2,
+         "EXTREME_PRICE.max_price (1,000,000,000.00) x INVALID_QUANTITY.max_quantity (1,000) = "
+         "1,000,000,000,000.00"),
+        ("rules:\n  INVALID_QUANTITY: {max_quantity: 1000000}\n  EXTREME_PRICE: {max_price: 1e6}\n",
+         3, "ecommerce_events.total_amount, NUMERIC(14,2), which holds less than 10^12"),
+        ("rules:\n  INVALID_QUANTITY: {severity: 'off', max_quantity: 100000}\n"
+         "  EXTREME_PRICE: {severity: warn, max_price: 10000000}\n", 3,
+         "= 1,000,000,000,000.00: a purchase total that large cannot be stored"),
     ],
 )  # fmt: skip
 def test_mistakes_are_refused_with_their_line(text: str, line: int, problem: str) -> None:
@@ -129,6 +141,24 @@ def test_mistakes_are_refused_with_their_line(text: str, line: int, problem: str
     message = str(error.value)
     assert message.startswith(f"shop.yaml:{line}: "), message
     assert problem in message
+
+
+def test_bounds_just_within_total_amount_are_accepted() -> None:
+    """999,999.99 x 1,000,000 < 10^12; the default's 10,000 x 100 is far from it."""
+    contract = parse_contract(
+        "rules:\n  EXTREME_PRICE: {max_price: 999999.99}\n"
+        "  INVALID_QUANTITY: {max_quantity: 1000000}\n"
+    )
+    assert (contract.max_price, contract.max_quantity) == (999999.99, 1_000_000)
+
+
+def test_each_bound_alone_fits_its_column() -> None:
+    """The parameters' own ranges keep each bound within its column: a wider range would let a
+    valid price or quantity overflow NUMERIC(12,2) or INTEGER (test_refused_values checks the
+    limits against the database)."""
+    maxima = {p.name: p.maximum for spec in RULE_PARAMETERS.values() for p in spec}
+    assert maxima["max_price"] < STORAGE_LIMITS.price_limit
+    assert maxima["max_quantity"] <= STORAGE_LIMITS.quantity_max
 
 
 def test_unreadable_files_are_refused(tmp_path: Path) -> None:

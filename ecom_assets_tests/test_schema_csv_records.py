@@ -92,3 +92,18 @@ def test_drifted_columns_are_named_by_position() -> None:
     text = b"event_id,coupon,user_id\na,SAVE,1\n"
     table = read_records([text], ["event_id", "coupon", "user_id"])
     assert table.column_names[:3] == ["event_id", "_c1", "user_id"]
+
+
+def test_a_field_longer_than_arrows_default_block_is_read_whole() -> None:
+    """A 3 MB value (a producer's stack trace in a column) straddled Arrow's 1 MB blocks, and
+    the reader refused the whole file on every retry; quoted or not, and among other files."""
+    long = "x" * (3 << 20)
+    first = f'event_id,user_id,event_type\na,1,"{long}"\nb,2,view\n'.encode()
+    second = f"event_id,user_id,event_type\nc,{long},view\n".encode()
+    read = rows(read_records([first, second], COLUMNS))
+    assert [(file, line, event_id) for file, line, event_id, *_ in read] == [
+        (0, 1, "a"),
+        (0, 2, "b"),
+        (1, 1, "c"),
+    ]
+    assert read[0][4] == long and read[2][3] == long

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ecom_assets.schema.csv_records import header_fields, read_records
 from ecom_assets.schema.detection import (
     HeaderMatch,
     detect_file,
@@ -242,3 +243,63 @@ def test_scan_file_fingerprints_every_byte_once(tmp_path: Path, size: int) -> No
     scanned = scan_file(path)
     assert scanned.sha256 == hashlib.sha256(content).hexdigest()
     assert scanned.header.version is V1
+
+
+V1_LINE = line(*V1.column_names)
+ROW = "00000000-0000-4000-8000-000000000001,1,view,1001,9.99,2024-01-15T10:30:00Z\n"
+
+
+@pytest.mark.parametrize(
+    ("header", "ingestible"),
+    [
+        (V1_LINE, True),
+        (line(*(f'"{c}"' for c in V1.column_names)), True),
+        ('"event_id"  ,' + line(*V1.column_names[1:]), True),  # spaces after the quote
+        ('"event""id",' + line(*V1.column_names[1:]), False),  # an escaped quote: event"id
+        ('event_id,"user_id,' + line(*V1.column_names[2:]), False),  # unterminated
+        (V1_LINE + ',"', False),  # a quote opened at the end
+        ('"' + V1_LINE, False),
+        ('"event_id,user_id",' + line(*V1.column_names[2:]), False),  # one quoted name
+        ('\ufeff"event_id,user_id",' + line(*V1.column_names[2:]), False),
+        ('event_id,user"_id,' + line(*V1.column_names[2:]), False),  # a quote inside a name
+        ('event_id,"user\n_id",' + line(*V1.column_names[2:]), False),  # a quoted line end
+        ('event_id,"user_id""",' + line(*V1.column_names[2:]), True),  # user_id" is user_id
+    ],
+    ids=[
+        "plain", "quoted", "space-after-quote", "escaped-quote", "unterminated", "open-at-end",
+        "open-at-start", "quoted-comma", "bom-quoted-comma", "quote-in-name", "quoted-newline",
+        "escaped-quote-at-end",
+    ],
+)  # fmt: skip
+def test_header_quoting_is_judged_as_the_tasks_read_it(
+    tmp_path: Path, header: str, ingestible: bool
+) -> None:
+    """Whatever the scan says of a header, the tasks' CSV reader (Arrow) agrees: a file the scan
+    finds ingestible is read with exactly its columns, and one it refuses would have failed the
+    task (or been read as other columns), failing its batch on every retry."""
+    path = tmp_path / "events.csv"
+    path.write_bytes((header + "\n" + ROW + ROW).encode())
+    match = scan_file(path).header
+    assert match.ingestible is ingestible, match.reason
+    if ingestible:
+        records = read_records([path.read_bytes()], match.columns)
+        assert records.num_rows == 2
+        assert records.column("event_id").to_pylist() == [ROW.split(",")[0]] * 2
+
+
+@pytest.mark.parametrize(
+    "header",
+    ['event_id,"user_id,' + line(*V1.column_names[2:]), V1_LINE + ',"', '"' + V1_LINE],
+)
+def test_an_unterminated_quote_in_a_header_says_so(header: str) -> None:
+    match = detect_header(header + "\n")
+    assert match.reason.startswith("header has an unterminated quote")
+    assert (match.version, match.closest) == (None, None)
+    with pytest.raises(ValueError, match="header has an unterminated quote"):
+        header_fields(header)
+
+
+def test_header_fields_split_as_arrow_reads_a_file() -> None:
+    assert header_fields('a,"b,c",,"d""e"\r\n') == ["a", "b,c", "", 'd"e']
+    assert header_fields("\ufeffa,b\n") == ["a", "b"]
+    assert header_fields("") == []

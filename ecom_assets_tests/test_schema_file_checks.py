@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from ecom_assets.schema.detection import detect_file
+from ecom_assets.schema.detection import detect_file, scan_file
 from ecom_assets.schema.file_checks import (
     MAX_FIELDS,
     SCAN_CHUNK,
     ContentScan,
     chunks,
     name_problem,
+    size_problem,
 )
 from ecom_assets.schema.versions import V1
 
@@ -144,3 +149,41 @@ def test_a_small_file_is_read_in_one_chunk(tmp_path: Path) -> None:
     path = write(tmp_path, HEADER + b"a,b\r\nc,d\n")
     with open(path, "rb") as file:
         assert list(chunks(file)) == [path.read_bytes()]
+
+
+def test_a_file_above_the_size_setting_is_refused_naming_both(tmp_path: Path) -> None:
+    content = HEADER + b"a,b\n" * ((2 << 20) // 4)  # just over 2 MB
+    path = write(tmp_path, content)
+    scanned = scan_file(path, max_file_mb=2)
+    assert not scanned.header.ingestible
+    assert f"file is {len(content):,} bytes (2.0 MB)" in scanned.header.reason
+    assert "above ECOM_INGEST_MAX_FILE_MB=2" in scanned.header.reason
+    assert scanned.sha256 == hashlib.sha256(content).hexdigest()  # the ledger's fingerprint
+    assert scanned.header.closest is V1  # the header's report is kept
+    assert scan_file(path, max_file_mb=3).header.version is V1
+    assert scan_file(path).header.version is V1  # no limit given
+    assert size_problem(2 << 20, 2) is None  # at the limit: taken
+
+
+SCAN_PEAK = """
+import resource, sys
+from ecom_assets.schema.detection import scan_file
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+scanned = scan_file(sys.argv[1], max_file_mb=64)
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(grown // 1024, scanned.header.reason)
+"""
+
+
+def test_a_huge_file_is_scanned_in_bounded_memory(tmp_path: Path) -> None:
+    """A 1 GB file (sparse: no disk used) is hashed and refused; the scanning process grows by
+    a few chunks, not by the file."""
+    path = write(tmp_path, HEADER)
+    os.truncate(path, 1 << 30)
+    result = subprocess.run(
+        [sys.executable, "-c", SCAN_PEAK, str(path)],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    grown_mb, reason = result.stdout.split(" ", 1)
+    assert int(grown_mb) < 32, result.stdout
+    assert "(1,024.0 MB), above ECOM_INGEST_MAX_FILE_MB=64" in reason

@@ -128,3 +128,14 @@ def test_readme_documents_every_setting() -> None:
     readme = README.read_text()
     missing = [name for name, *_ in settings_table() if f"`{name}`" not in readme]
     assert missing == []
+
+
+def test_max_file_mb_defaults_to_a_worker_sized_limit_and_refuses_zero(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().ingestion.max_file_mb == 64
+    monkeypatch.setenv("ECOM_INGEST_MAX_FILE_MB", "0")
+    with pytest.raises(SettingsError, match=r"ECOM_INGEST_MAX_FILE_MB='0'.*allowed: >= 1"):
+        load_settings()
+    monkeypatch.setenv("ECOM_INGEST_MAX_FILE_MB", "2048")
+    assert load_settings().ingestion.max_file_mb == 2048

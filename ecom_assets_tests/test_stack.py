@@ -110,8 +110,10 @@ def test_up_status_down_and_resume(stack_env: dict[str, str]) -> None:
     code, parts = status(stack_env)
     assert code == 0, parts
     assert {part["part"]: part["healthy"] for part in parts} == {
-        "postgresql": True, "spark": True, "dagster": True, "run pool": True, "generator": True,
+        "supervisor": True, "postgresql": True, "spark": True, "dagster": True, "run pool": True,
+        "generator": True,
     }  # fmt: skip
+    assert all(part["restarts"] == 0 for part in parts), parts
     url = f"http://127.0.0.1:{stack_env['ECOM_DAGSTER_PORT']}/"
     with urllib.request.urlopen(url, timeout=10) as response:
         assert response.status == 200

@@ -24,6 +24,9 @@ def test_the_instance_runs_only_the_daemons_the_platform_uses(
     with dg.DagsterInstance.from_config(str(home)) as instance:
         daemons = set(instance.get_required_daemon_types())
         assert isinstance(instance.run_coordinator, ImmediateRunCoordinator)
+        # a dead run worker frees the ingest slot within seconds, not Dagster's 120 s
+        assert instance.run_monitoring_enabled
+        assert instance.run_monitoring_settings["poll_interval_seconds"] == 5
     # no AssetDaemon (automation conditions) and no FreshnessDaemon: nothing uses them
     assert daemons == {
         daemon.daemon_type()

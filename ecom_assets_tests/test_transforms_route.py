@@ -32,6 +32,7 @@ from ecom_assets.transforms.route import (
     DEAD_LETTER_EVENT_ID,
     EVENT_COLUMNS,
     ROUTED_COLUMNS,
+    nul_escapes_replaced,
     raw_record,
     routed,
 )
@@ -360,3 +361,13 @@ def test_warnings_are_an_array_literal_on_stored_rows_and_extras_reach_the_raw_r
     counts = count_by_file(batch)["w.csv"]
     assert (counts.rows_read, counts.rows_valid, counts.rows_warned) == (3, 2, 1)
     assert counts.warning_counts == {"UNEXPECTED_PRICE": 1, "INVALID_USER_SEGMENT": 1}
+
+
+def test_nul_escapes_are_replaced_but_text_that_looks_like_one_is_kept() -> None:
+    """jsonb refuses the escape of NUL; an escaped backslash before ``u0000`` is text."""
+    texts = pa.array(
+        [r'{"a":"\u0000"}', r'{"a":"\\u0000"}', r'{"a":"\\\u0000\u0000x"}', None, r'{"a":"b"}']
+    )
+    assert nul_escapes_replaced(texts).to_pylist() == [
+        r'{"a":"\uFFFD"}', r'{"a":"\\u0000"}', r'{"a":"\\\uFFFD\uFFFDx"}', None, r'{"a":"b"}'
+    ]  # fmt: skip

@@ -58,7 +58,7 @@ ANALYTICS_ASSETS = (
     "v_data_quality_dashboard", "v_user_sessions",
 )  # fmt: skip
 METRICS_CHECKS = ("validity_rate", "error_concentration", "rows_conserved")
-EVENTS_CHECKS = ("unique_event_ids", "quality_warnings")
+EVENTS_CHECKS = ("rows_in_one_place", "quality_warnings")
 SECONDS_AGO = re.compile(r"^\d+ seconds? ago$")  # a materialization's age on the asset page
 CSV_NAME = re.compile(r"events_\d{8}T\d+Z_\w+\.csv")  # the generator's file names
 BATCH_SCOPE = re.compile(r"^scope batch \d+ of this run$")  # a check evaluated as its batch commits
@@ -437,7 +437,8 @@ class TestPlatform:
         expect(page.get_by_text(f"Checks ({len(METRICS_CHECKS)})", exact=True)).to_be_visible()
         latest = metrics_checks_passed(page)
         expect(latest.get_by_text(platform.partition, exact=True)).to_be_visible()
-        expect(page.get_by_role("row", name="rows_read 200")).to_be_visible()  # FILES x 50 rows
+        for read in ("rows_read", "ledger_rows_read"):  # FILES x 50 rows, counted on both sides
+            expect(page.get_by_role("row", name=f"{read} 200", exact=True)).to_be_visible()
         screenshot(page, "asset-checks.png")
 
         # the evaluation's timestamp links to its run: the sensor's run of the partition
@@ -445,14 +446,14 @@ class TestPlatform:
         expect(page.get_by_text(f"partition: {platform.partition}", exact=True)).to_be_visible()
         expect(page.get_by_text("Launched by input_files_sensor").first).to_be_visible()
         events_filter = page.get_by_placeholder("Filter…")
-        for check in (*METRICS_CHECKS, "unique_event_ids"):
+        for check in (*METRICS_CHECKS, "rows_in_one_place"):
             events_filter.fill(check)
             expect(
                 page.get_by_text(f"Check {check} succeeded for materialization of")
             ).to_be_visible()
 
         page.goto("/assets/ecommerce_events?view=checks")
-        item = page.locator(ROW).filter(has=page.get_by_text("unique_event_ids", exact=True))
+        item = page.locator(ROW).filter(has=page.get_by_text("rows_in_one_place", exact=True))
         expect(item.get_by_text("Succeeded", exact=True)).to_be_visible()
 
     def test_the_events_asset_shows_the_contract_in_force(

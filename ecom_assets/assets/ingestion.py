@@ -87,6 +87,7 @@ def run_summary(report: IngestReport) -> str:
         + ", ".join(f"{name} {state}" for name, state in sorted(report.breakers.items()))
         + "".join(f"; {transition}" for transition in report.breaker_transitions)
         + (f"; stopped with {report.files_left} file(s) left" if report.stopped else "")
+        + "".join(f"; ISOLATED {name}: {reason}" for name, reason in report.isolated.items())
     )
 
 

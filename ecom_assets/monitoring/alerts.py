@@ -29,7 +29,12 @@ from ecom_assets.monitoring.webhook import post_json
 from ecom_assets.settings import MonitoringSettings, QualitySettings, Settings
 
 AlertKind = Literal[
-    "low_validity", "high_latency", "error_concentration", "run_failure", "high_warning_rate"
+    "low_validity",
+    "high_latency",
+    "error_concentration",
+    "run_failure",
+    "high_warning_rate",
+    "stack_restart",  # `ecom up` restarted a part, or gave up on one (stack/healing.py)
 ]
 AlertLevel = Literal["WARNING", "ERROR"]
 

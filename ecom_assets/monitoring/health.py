@@ -28,6 +28,10 @@ class HealthFacts:
     dead_letters_open: int = 0
     files_committed: int = 0
     files_quarantined: int = 0
+    files_failing: int = 0
+    """Files that failed and wait for a retry; quarantined at ECOM_INGEST_MAX_FILE_FAILURES."""
+    latest_quarantined: tuple[tuple[str, str], ...] = ()
+    """The last QUARANTINED_SHOWN quarantined files (name, reason), newest first."""
     batches_completed: int = 0
     batches_failed: int = 0
     window_batches: int = 0
@@ -102,9 +106,17 @@ SELECT (SELECT count(*) FROM ecommerce_events),
        (SELECT count(*) FROM dead_letter_events WHERE status = 'open'),
        (SELECT count(*) FROM ingest_files WHERE status = 'committed'),
        (SELECT count(*) FROM ingest_files WHERE status = 'quarantined'),
+       (SELECT count(*) FROM ingest_files WHERE status = 'failed' AND failures > 0),
        (SELECT count(*) FROM ingest_batches WHERE status = 'completed'),
        (SELECT count(*) FROM ingest_batches WHERE status = 'failed'),
        (SELECT max(finished_at) FROM ingest_batches)
+"""
+
+QUARANTINED_SHOWN = 5
+
+_LATEST_QUARANTINED = """
+SELECT file_name, coalesce(error, '') FROM ingest_files WHERE status = 'quarantined'
+ORDER BY quarantined_at DESC NULLS LAST, file_name LIMIT %s
 """
 
 _WINDOW = """
@@ -150,15 +162,18 @@ def load_facts(conn: psycopg.Connection, settings: Settings, now: datetime) -> H
         totals = conn.execute(_TOTALS).fetchone()
         window = conn.execute(_WINDOW, (settings.monitoring.health_window,)).fetchone()
         open_alerts = load_open_alerts(conn)
+        quarantined_files = conn.execute(_LATEST_QUARANTINED, (QUARANTINED_SHOWN,)).fetchall()
     if totals is None or window is None:  # aggregates always return a row
         raise RuntimeError("health queries returned nothing")
-    events, dead_open, committed, quarantined, completed, failed, last_at = totals
+    events, dead_open, committed, quarantined, failing, completed, failed, last_at = totals
     size, window_completed, rows_read, rows_valid = window
     return HealthFacts(
         events=events,
         dead_letters_open=dead_open,
         files_committed=committed,
         files_quarantined=quarantined,
+        files_failing=failing,
+        latest_quarantined=tuple((name, reason) for name, reason in quarantined_files),
         batches_completed=completed,
         batches_failed=failed,
         window_batches=size,
@@ -193,7 +208,9 @@ def report_lines(report: HealthReport) -> list[str]:
     lines += [
         f"events        {facts.events}",
         f"dead letters  {facts.dead_letters_open} open",
-        f"files         {facts.files_committed} committed, {facts.files_quarantined} quarantined",
+        f"files         {facts.files_committed} committed, {facts.files_quarantined} quarantined, "
+        f"{facts.files_failing} failing (retried, then quarantined)",
+        *(f"  quarantined {name}: {reason[:160]}" for name, reason in facts.latest_quarantined),
         f"batches       {facts.batches_completed} completed, {facts.batches_failed} failed",
         f"success rate  {_rate(facts.success_rate)} {window}",
         f"validity      {_rate(facts.validity_rate)} {window}",

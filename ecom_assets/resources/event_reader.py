@@ -11,6 +11,7 @@ docs/decisions.md 37; why not Spark's ``binaryFile`` reader: 40.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -45,11 +46,32 @@ class ReadableFile:
     arrived_at: datetime
     landed_at: datetime
     """When the file appeared in the input directory (its modification time): latency's start."""
+    sha256: str | None = None
+    """The content's hash when the run scanned it: a task reading other bytes refuses them."""
 
     @classmethod
-    def landed(cls, path: Path, header: HeaderMatch, modified_at: datetime) -> ReadableFile:
+    def landed(
+        cls, path: Path, header: HeaderMatch, modified_at: datetime, sha256: str | None = None
+    ) -> ReadableFile:
         """A file as it landed: it arrived when its name says (``partitions.produced_at``)."""
-        return cls(path, header, produced_at(path.name, modified_at), landed_at=modified_at)
+        arrived = produced_at(path.name, modified_at)
+        return cls(path, header, arrived, landed_at=modified_at, sha256=sha256)
+
+    def read(self) -> bytes:
+        """The file's bytes, as scanned: a file rewritten since (a producer still writing, a
+        copy over it) would commit other rows than the ledger's fingerprint describes."""
+        content = self.path.read_bytes()
+        if self.sha256 is not None and hashlib.sha256(content).hexdigest() != self.sha256:
+            raise FileChangedError(
+                f"{self.path.name} changed after its scan (now {len(content)} bytes, another "
+                "hash): was it still being written? producers must write to a temporary name "
+                "and rename"
+            )
+        return content
+
+
+class FileChangedError(RuntimeError):
+    """A file's bytes are not those the run scanned and claimed."""
 
 
 def readable_in(directory: Path) -> list[ReadableFile]:
@@ -100,4 +122,4 @@ def _group_events(group: list[tuple[ReadableFile, bytes]]) -> pa.Table:
 
 def read_event_files(files: Sequence[ReadableFile]) -> pa.Table:
     """``latest_events`` of files read from disk here: for tests, samples and benchmarks."""
-    return latest_events((file, file.path.read_bytes()) for file in files)
+    return latest_events((file, file.read()) for file in files)

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 from dagster_pyspark import LazyPySparkResource
 
+from ecom_assets.resources.spark_session import shared_session_url
 from ecom_assets.settings import SparkSettings
 
-SESSION_NAMESPACE = uuid.UUID("5d0c7a52-8f3e-4c1b-9a55-3e2f6b1d9c40")
-
-
-def shared_session_url(connect_url: str, now: datetime) -> str:
-    """``connect_url`` naming the Connect session that every client shares within the hour.
-
-    The server gives each session a Python daemon and workers of its own, and a run's first
-    task in a new session waited about 2 s for them to start and import Arrow; clients of one
-    session find them warm, and ``ecom up``'s warm-up warms the runs' own session. The name
-    changes every hour, so it is never used again after an idle server could have expired it
-    (Spark's default idle timeout is an hour; a closed name is refused) (docs/decisions.md 42).
-    """
-    hour = now.astimezone(UTC).strftime("%Y-%m-%dT%H")
-    session = uuid.uuid5(SESSION_NAMESPACE, f"{connect_url} {hour}")
-    separator = ";" if "/;" in connect_url else "/;"
-    return f"{connect_url}{separator}session_id={session}"
+__all__ = ["shared_session_url", "spark_config", "spark_resource"]
 
 
 def spark_config(spark: SparkSettings, now: datetime | None = None) -> dict[str, str]:

@@ -57,6 +57,10 @@ class ErrorCode(StrEnum):
     INVALID_EVENT_TIME = "INVALID_EVENT_TIME"  # unparseable timestamp
     FUTURE_EVENT_TIME = "FUTURE_EVENT_TIME"  # later than now + the rule's tolerance_s
     INVALID_USER_SEGMENT = "INVALID_USER_SEGMENT"  # segment given but not an accepted one
+    # What PostgreSQL would refuse (STORAGE_LIMITS): the row would fail its whole batch.
+    EVENT_TIME_OUT_OF_RANGE = "EVENT_TIME_OUT_OF_RANGE"  # in UTC, not within years 1..9999
+    TOTAL_AMOUNT_OVERFLOW = "TOTAL_AMOUNT_OVERFLOW"  # price x quantity too large for its column
+    VALUE_TOO_LONG = "VALUE_TOO_LONG"  # event_type, category or segment too long to index
 
 
 class Severity(StrEnum):
@@ -92,15 +96,68 @@ STORAGE_RULES: frozenset[ErrorCode] = frozenset(
         ErrorCode.INVALID_PRODUCT_ID,
         ErrorCode.MISSING_EVENT_TIME,
         ErrorCode.INVALID_EVENT_TIME,
+        ErrorCode.EVENT_TIME_OUT_OF_RANGE,
+        ErrorCode.TOTAL_AMOUNT_OVERFLOW,
+        ErrorCode.VALUE_TOO_LONG,
     }
 )
 """Rules that are always errors: a row failing one has no key, time, user or product id that
-storage could hold, or (malformed) no trustworthy fields at all."""
+storage could hold, a value PostgreSQL would refuse (one such row would fail its whole batch's
+COPY or commit on every retry), or (malformed) no trustworthy fields at all."""
+
+REFUSED_VALUE_RULES: frozenset[ErrorCode] = frozenset(
+    {ErrorCode.EVENT_TIME_OUT_OF_RANGE, ErrorCode.TOTAL_AMOUNT_OVERFLOW, ErrorCode.VALUE_TOO_LONG}
+)
+"""The storage rules that guard PostgreSQL's limits (STORAGE_LIMITS); the generator injects
+no such values (ecom_assets_tests/test_refused_values.py writes them)."""
 
 CATALOGUE_RULES: frozenset[ErrorCode] = frozenset(
     {ErrorCode.UNKNOWN_PRODUCT, ErrorCode.UNKNOWN_CATEGORY, ErrorCode.CATEGORY_PRODUCT_MISMATCH}
 )
 """Rules judged against the loaded catalogue; without one they do not apply."""
+
+
+@dataclass(frozen=True)
+class StorageLimits:
+    """What ecommerce_events can hold (sql/001_tables.sql, 005, 006), as the rules check it.
+
+    PostgreSQL refuses a value beyond these in the COPY into staging or in the commit, and a
+    refused value fails the whole batch, on every retry: the rules dead-letter such a row
+    instead (EVENT_TIME_OUT_OF_RANGE, TOTAL_AMOUNT_OVERFLOW, VALUE_TOO_LONG), and a contract
+    whose bounds could produce one is refused when it is loaded.
+    """
+
+    first_year: int = 1
+    """TIMESTAMPTZ has no year 0 (Arrow has: ISO 8601's 0000 is 1 BC) and no negative ISO year."""
+    last_year: int = 9999
+    """TIMESTAMPTZ goes on to 294276, but no client reads a year past 9999 back (Python's
+    datetime, psycopg, JDBC's default formats fail): an event there is unusable."""
+    price_digits: int = 12
+    """price NUMERIC(12,2): below 10^10."""
+    total_digits: int = 14
+    """total_amount NUMERIC(14,2) = price x quantity: below 10^12."""
+    scale: int = 2
+    quantity_max: int = 2**31 - 1
+    """quantity INTEGER."""
+    indexed_text_bytes: int = 1024
+    """Bytes (UTF-8, as stored: trimmed, lower-cased) of event_type, category and user_segment.
+    B-tree index entries hold at most 2704 bytes: (category, event_type) in
+    ecommerce_events_category_idx, and each alone in the analytics views' unique keys."""
+
+    @property
+    def price_limit(self) -> int:
+        """Prices must be below this."""
+        return 10 ** (self.price_digits - self.scale)
+
+    @property
+    def total_limit(self) -> int:
+        """Totals must be below this."""
+        return 10 ** (self.total_digits - self.scale)
+
+
+STORAGE_LIMITS = StorageLimits()
+INDEXED_TEXT_FIELDS = ("event_type", "category", "user_segment")
+"""The fields VALUE_TOO_LONG judges: stored in b-tree indexes."""
 
 
 @dataclass(frozen=True)

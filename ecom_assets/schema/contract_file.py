@@ -4,13 +4,17 @@ An operator's file declares only what differs from the shipped default (default_
 a section or a rule it leaves out keeps the default. Every other mistake is an error naming the
 file, the line and what is wrong (an unknown key, a misspelt rule or severity, a storage rule
 set to ``warn``, a parameter out of range, a key given twice), because a contract that silently
-ignores a line dead-letters, or worse stores, the wrong rows.
+ignores a line dead-letters, or worse stores, the wrong rows. Bounds whose values PostgreSQL
+could not store are refused too (``max_price`` x ``max_quantity`` must fit total_amount): a
+contract is checked against the columns once, at load (``ecom up``, ``ecom contract check``),
+not discovered by a batch that fails on every retry.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from pathlib import Path
 
 import yaml
@@ -18,6 +22,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ecom_assets.schema.contract import (
     RULE_PARAMETERS,
+    STORAGE_LIMITS,
     STORAGE_RULES,
     Contract,
     ErrorCode,
@@ -144,15 +149,49 @@ def _parse(path: Path, text: str, base: Contract | None = None) -> Contract:
     )
     severities = dict(base.severities) if base else {}
     parameters = {code: dict(values) for code, values in (base.parameters if base else {}).items()}
+    given: dict[str, _Located] = {}
     if "rules" in sections:
-        _rules(sections["rules"], severities, parameters)
+        given = _rules(sections["rules"], severities, parameters)
     absent = [code.value for code in ErrorCode if code not in severities]
     if absent:
         raise ContractError(f"{where}: no severity for {', '.join(absent)}")
     for code, spec in RULE_PARAMETERS.items():
         for parameter in spec:
             parameters.setdefault(code, {}).setdefault(parameter.name, parameter.default)
+    _check_storable(parameters, given, where)
     return Contract(event_types, segments, id_format, severities, parameters, where)
+
+
+def _check_storable(
+    parameters: dict[ErrorCode, dict[str, float]], given: dict[str, _Located], where: str
+) -> None:
+    """Refuse bounds whose values the columns cannot hold, naming them and the column.
+
+    Each parameter's own range keeps it within its column (max_price below NUMERIC(12,2)'s
+    10^10, max_quantity an INTEGER); their product is the largest total a valid purchase can
+    have, and must be below NUMERIC(14,2)'s 10^12. Whatever the rules' severities: a bound is
+    the operator's statement of what can happen, and TOTAL_AMOUNT_OVERFLOW still dead-letters a
+    row beyond it when the bounds are warnings.
+    """
+    price_name = f"{ErrorCode.EXTREME_PRICE.value}.max_price"
+    quantity_name = f"{ErrorCode.INVALID_QUANTITY.value}.max_quantity"
+    max_price = parameters[ErrorCode.EXTREME_PRICE]["max_price"]
+    max_quantity = parameters[ErrorCode.INVALID_QUANTITY]["max_quantity"]
+    limit = STORAGE_LIMITS.total_limit
+    largest = Decimal(repr(max_price)) * int(max_quantity)  # exact, as the rules compare
+    if largest < limit:
+        return
+    digits = STORAGE_LIMITS.total_digits - STORAGE_LIMITS.scale
+    problem = (
+        f"{price_name} ({max_price:,.2f}) x {quantity_name} ({int(max_quantity):,}) = "
+        f"{largest:,.2f}: a purchase total that large cannot be stored in "
+        f"ecommerce_events.total_amount, NUMERIC({STORAGE_LIMITS.total_digits},"
+        f"{STORAGE_LIMITS.scale}), which holds less than 10^{digits}; lower one of them"
+    )
+    located = given.get(price_name) or given.get(quantity_name)
+    if located is None:
+        raise ContractError(f"{where}: {problem}")
+    raise located.fail(problem)
 
 
 def _id_format(node: _Located) -> IdFormat:
@@ -223,7 +262,9 @@ def _rules(
     node: _Located,
     severities: dict[ErrorCode, Severity],
     parameters: dict[ErrorCode, dict[str, float]],
-) -> None:
+) -> dict[str, _Located]:
+    """Apply the rules section; the parameters it gives, as ``RULE.name``, with their lines."""
+    given: dict[str, _Located] = {}
     for name, spec in node.mapping("rules").items():
         try:
             code = ErrorCode(name.upper())
@@ -241,8 +282,10 @@ def _rules(
                 if parameter.name in entries:
                     value = _number(entries[parameter.name], code, parameter)
                     parameters.setdefault(code, {})[parameter.name] = value
+                    given[f"{code.value}.{parameter.name}"] = entries[parameter.name]
         else:
             severities[code] = _severity(code, spec)
+    return given
 
 
 def _severity(code: ErrorCode, node: _Located) -> Severity:
@@ -336,4 +379,16 @@ RULE_DOCS: dict[ErrorCode, str] = {
     ErrorCode.INVALID_EVENT_TIME: "event_time not an ISO 8601 instant",
     ErrorCode.FUTURE_EVENT_TIME: "event_time later than now + tolerance_s",
     ErrorCode.INVALID_USER_SEGMENT: "user_segment not an accepted one",
+    ErrorCode.EVENT_TIME_OUT_OF_RANGE: (
+        f"event_time (UTC) outside years {STORAGE_LIMITS.first_year}.."
+        f"{STORAGE_LIMITS.last_year}: PostgreSQL has no year 0"
+    ),
+    ErrorCode.TOTAL_AMOUNT_OVERFLOW: (
+        f"price x quantity of 10^{STORAGE_LIMITS.total_digits - STORAGE_LIMITS.scale} or more: "
+        f"total_amount is NUMERIC({STORAGE_LIMITS.total_digits},{STORAGE_LIMITS.scale})"
+    ),
+    ErrorCode.VALUE_TOO_LONG: (
+        f"event_type, category or user_segment over {STORAGE_LIMITS.indexed_text_bytes} bytes: "
+        "too long for an index entry"
+    ),
 }

@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,19 +88,7 @@ class _Parsed:
                 parsed.malformed.append((row.number - 1, row.text))
             return "skip"
 
-        generated = [f"f{position}" for position in range(len(names))]
-        parsed.table = pa_csv.read_csv(
-            pa.py_buffer(text),
-            read_options=pa_csv.ReadOptions(use_threads=False, autogenerate_column_names=True),
-            parse_options=pa_csv.ParseOptions(
-                newlines_in_values=True, invalid_row_handler=set_aside
-            ),
-            convert_options=pa_csv.ConvertOptions(
-                column_types=dict.fromkeys(generated, pa.string()),
-                null_values=[""],
-                strings_can_be_null=True,
-            ),
-        )
+        parsed.table = _read_csv(text, len(names), set_aside)
         if parsed.table.num_columns != len(names):
             raise ValueError(
                 f"the header has {parsed.table.num_columns} fields as CSV, {len(names)} named"
@@ -120,6 +108,59 @@ class _Parsed:
             return well_formed
         malformed = _malformed_rows(self.malformed, self.names, self.marks, first_file)
         return pa.concat_tables([well_formed, malformed])
+
+
+def header_fields(line: str) -> list[str]:
+    """A header line's fields as ``read_records`` splits its files' first line, so detection
+    and the tasks agree on them (Python's csv module did not: it reads an unterminated quote
+    to the end of the line, where this reader reads on into the records and the task failed).
+    An empty field is ""; ValueError says why a line cannot be a header."""
+    text = line.rstrip("\r\n")
+    if not text.lstrip("\ufeff").strip():  # no fields: detection calls it an empty header
+        return [text] if text else []
+    try:
+        table = _read_csv((text + "\n").encode("utf-8", "replace"), text.count(",") + 1, None)
+    except pa.ArrowInvalid:
+        table = None
+    if table is None or table.num_rows != 1:
+        raise ValueError(
+            "header has an unterminated quote: the CSV reader would read on past the header "
+            f"line into the records, so its columns cannot be told ({_shown(text)})"
+        )
+    return [column[0].as_py() or "" for column in table.columns]
+
+
+def _shown(text: str, limit: int = 120) -> str:
+    return repr(text if len(text) <= limit else f"{text[:limit]}...")
+
+
+MIN_BLOCK = 1 << 20
+"""Arrow's default block size: the least a text's single block is given."""
+
+
+def _read_csv(
+    text: bytes, fields: int, on_invalid: Callable[[pa_csv.InvalidRow], str] | None
+) -> pa.Table:
+    """The one CSV reading of the project: every field a string, an empty one NULL, quoted
+    newlines kept (RFC 4180); ``fields`` bounds the columns to type (the first row's count).
+
+    The whole text is one block: with quoted newlines allowed, Arrow refuses a field that
+    straddles two blocks (its default is 1 MB), so one long value failed its file on every
+    retry. The text is already in memory whole, and the reader uses one thread anyway."""
+    generated = [f"f{position}" for position in range(fields)]
+    block = max(MIN_BLOCK, len(text) + 1)
+    return pa_csv.read_csv(
+        pa.py_buffer(text),
+        read_options=pa_csv.ReadOptions(
+            use_threads=False, autogenerate_column_names=True, block_size=block
+        ),
+        parse_options=pa_csv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+        convert_options=pa_csv.ConvertOptions(
+            column_types=dict.fromkeys(generated, pa.string()),
+            null_values=[""],
+            strings_can_be_null=True,
+        ),
+    )
 
 
 def _numbered(

@@ -3,6 +3,9 @@
 Versions share columns, so the version is the one whose exact set of column names the header
 has, never a guess from which required columns happen to be present. Policy:
 
+- The header line is split into names by Arrow's CSV reader with the options the tasks read the
+  file with (csv_records.header_fields), so the scan and the tasks never disagree on a header's
+  fields; a header line the reader cannot split (an unterminated quote) is not ingestible.
 - Each header name is normalised: BOM, surrounding whitespace and quotes dropped, lower-cased;
   a blank name becomes ``_c<position>``, as Spark names it. Column order does not matter.
 - A header with exactly a version's columns is that version.
@@ -20,15 +23,16 @@ has, never a guess from which required columns happen to be present. Policy:
 
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
+import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ecom_assets.schema.file_checks import ContentScan, chunks, name_problem
+from ecom_assets.schema.csv_records import header_fields
+from ecom_assets.schema.file_checks import ContentScan, chunks, name_problem, size_problem
 from ecom_assets.schema.versions import VERSIONS, SchemaVersion
 
 HEADER_MAX_CHARS = 64 * 1024
@@ -87,11 +91,6 @@ def _clean(name: str) -> str:
     return name.replace("\ufeff", "").strip().strip('"').strip().lower()
 
 
-def _split_header(line: str) -> list[str]:
-    """The header line's fields, honouring CSV quoting."""
-    return next(csv.reader([line.rstrip("\r\n")]), [])
-
-
 def header_line(first_chunk: bytes) -> str:
     """A file's first line from its first bytes, newline kept as is, as text mode reads it:
     ended by LF, CR or CRLF, bytes that are not UTF-8 replaced, at most HEADER_MAX_CHARS."""
@@ -110,16 +109,19 @@ class ScannedFile:
     header: HeaderMatch
 
 
-def scan_file(path: str | Path) -> ScannedFile:
+def scan_file(path: str | Path, max_file_mb: int | None = None) -> ScannedFile:
     """Fingerprint a file and detect its version in one read: its first line decides the
-    version, and a name or bytes that cannot be read faithfully (file_checks) make it not
-    ingestible, whatever its header says. A run did three reads per file (hash, header,
-    checks), which for files of 100 events cost more than the events."""
+    version, and a name, a size above ``max_file_mb`` or bytes that cannot be read faithfully
+    (file_checks) make it not ingestible, whatever its header says. A run did three reads per
+    file (hash, header, checks), which for files of 100 events cost more than the events.
+    Memory stays bounded (SCAN_CHUNK) whatever the size: a file above the limit is still
+    hashed, for the ledger, but its content is not checked."""
     digest = hashlib.sha256()
     scan = ContentScan()
     first_chunk: bytes | None = None
     problem = name_problem(Path(path).name)
     with open(path, "rb") as file:
+        problem = problem or size_problem(os.fstat(file.fileno()).st_size, max_file_mb)
         for chunk in chunks(file):
             first_chunk = chunk if first_chunk is None else first_chunk
             digest.update(chunk)
@@ -146,7 +148,11 @@ def detect_header(header: str | Sequence[str]) -> HeaderMatch:
 def _detect_line(line: str) -> HeaderMatch:
     """Files of one producer share a header line, so a run of 10,000 files matches a few
     (HeaderMatch is immutable, so a cached one is safe to share)."""
-    return _detect_names(_split_header(line))
+    try:
+        fields = header_fields(line)
+    except ValueError as error:
+        return HeaderMatch((), None, None, (), (), (), str(error))
+    return _detect_names(fields)
 
 
 def _detect_names(raw: list[str]) -> HeaderMatch:

@@ -12,6 +12,9 @@ file with a reason is quarantined whole and kept as written, to be fixed and rep
   (Spark's own reader, before decision 37, changed them to U+FFFD silently).
 - NUL bytes: PostgreSQL text cannot hold them, so one such value fails the whole batch's commit;
   and csv_records marks the boundary between two files with one.
+- Size: a file above ``ECOM_INGEST_MAX_FILE_MB`` is refused (``size_problem``): a task reads a
+  file whole (transforms/file_rows.py), so one huge file could exhaust a worker's memory and
+  fail its batch on every retry. The scan itself reads in SCAN_CHUNK pieces, whatever the size.
 - Width: a line of more than MAX_FIELDS fields is no event record (the widest version has 16);
   its record would be parsed field by field only to be dead-lettered whole. Lines are counted,
   not records, so a quoted field holding that many commas is refused too.
@@ -44,6 +47,17 @@ def name_problem(name: str) -> str | None:
     return (
         f"file name has characters Spark cannot read literally ({shown}); rename the file "
         f"using letters, digits and {''.join(sorted(_NAME_PUNCTUATION))} only"
+    )
+
+
+def size_problem(size_bytes: int, max_file_mb: int | None) -> str | None:
+    """Why a file of this size is not read, or None (no limit given, or within it)."""
+    if max_file_mb is None or size_bytes <= max_file_mb << 20:
+        return None
+    return (
+        f"file is {size_bytes:,} bytes ({size_bytes / (1 << 20):,.1f} MB), above "
+        f"ECOM_INGEST_MAX_FILE_MB={max_file_mb}: a task reads a file whole; split it into "
+        "smaller files (or raise the setting) and replay it"
     )
 
 

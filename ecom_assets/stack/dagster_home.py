@@ -12,6 +12,7 @@ from ecom_assets.stack.run_pool import socket_path
 
 STORAGE_URL_ENV = "ECOM_DAGSTER_STORAGE_URL"
 INGEST_CONCURRENCY_TAG = "ecom/ingest"
+RUN_MONITORING_POLL_S = 5
 UNUSED_DAEMONS_OFF = {
     "auto_materialize": {"enabled": False, "use_sensors": False},
     "freshness": {"enabled": False},
@@ -46,7 +47,10 @@ def instance_config(settings: Settings) -> dict:
             if settings.dagster.run_pool
             else {}  # Dagster's default: the code server spawns each run
         ),
-        "run_monitoring": {"enabled": True},
+        # a run whose worker died (kill -9, out of memory) holds the ingest slot until the
+        # monitor sees it: Dagster's default look every 120 s stalled ingestion for 80-150 s
+        # in the chaos bench; a look costs one query of the runs in progress
+        "run_monitoring": {"enabled": True, "poll_interval_seconds": RUN_MONITORING_POLL_S},
         # no asset has an automation condition or a freshness policy: their daemons would only
         # poll the storage (docs/decisions.md 39)
         **UNUSED_DAEMONS_OFF,

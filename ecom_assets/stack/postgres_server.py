@@ -8,13 +8,16 @@ as an unprivileged system user and the directories it writes are handed to that 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
 import pwd
 import secrets
 import shutil
+import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -189,11 +192,71 @@ class EmbeddedPostgres:
             return False
         return self._pg("pg_ctl", "status", "-D", str(self.data_dir)).returncode == 0
 
+    def postmaster_pid(self) -> int | None:
+        """The live postmaster of this data directory, from postmaster.pid; None when the file
+        is missing or names a process that is gone or is not this server (a reused pid). Cheap
+        enough to ask every second, unlike `pg_ctl status`."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if state != "Z" and os.fsencode(self.data_dir) in cmdline else None
+
+    def orphans(self) -> list[int]:
+        """Processes left by a postmaster that died (SIGKILL, OOM): its backends and auxiliary
+        processes, whose working directory is the data directory. While one lives, a new
+        postmaster refuses to start ("pre-existing shared memory block is still in use")."""
+        live = self.postmaster_pid()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == live:
+                continue
+            try:
+                if Path(os.readlink(entry / "cwd")) == self.data_dir.resolve():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+        return found
+
+    def _wait_for_the_dead(self, timeout_s: float = 30.0) -> None:
+        """A killed postmaster stays a zombie until its parent (init) reaps it, which some
+        inits do only every few seconds; meanwhile `pg_ctl status` calls it running and a new
+        postmaster refuses its lock file. Wait for the reaping."""
+
+        def zombie() -> bool:
+            try:
+                pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except (OSError, ValueError, IndexError):
+                return False
+            return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+        deadline = time.monotonic() + timeout_s
+        while zombie() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def end_orphans(self, timeout_s: float = 10.0) -> int:
+        """SIGKILL the processes a dead postmaster left (none while it lives); how many."""
+        if self.postmaster_pid() is not None:
+            return 0
+        orphans = self.orphans()
+        for pid in orphans:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout_s
+        while self.orphans() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return len(orphans)
+
     def start(self, timeout_s: int = 60) -> None:
         """Initialise if needed and start; bound to 127.0.0.1, no Unix socket."""
         self.init()
+        self._wait_for_the_dead()
         if self.is_running():
             return
+        self.end_orphans()
         settings = " ".join(f"-c {name}={value}" for name, value in INGEST_SETTINGS.items())
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' {settings}"
@@ -244,6 +307,7 @@ class EmbeddedPostgres:
             )
 
     def stop(self) -> None:
+        self._wait_for_the_dead()
         if self.is_running():
             self._checked("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w")
 

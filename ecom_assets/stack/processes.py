@@ -74,6 +74,35 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+STACK_ID_ENV = "ECOM_STACK_ID"
+"""Set by `ecom up` in its own environment, so every process of the stack inherits it: a pid or
+process group recorded in stack.json is signalled only when its processes carry this stack's id
+(after a crash the pids may have been reused by anything)."""
+
+
+def start_ticks(pid: int) -> int | None:
+    """A process's start time in clock ticks since boot; None: no such process, or a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def carries_stack_id(pid: int, stack_id: str) -> bool:
+    """Does the process's (initial) environment hold ECOM_STACK_ID=stack_id?"""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return f"{STACK_ID_ENV}={stack_id}".encode() in environ
+
+
+def foreign_members(pgid: int, stack_id: str) -> list[int]:
+    """Members of group pgid that are not this stack's (pid reuse); empty when all are ours."""
+    return [pid for pid in group_members(pgid) if not carries_stack_id(pid, stack_id)]
+
+
 def stop_group(pgid: int, timeout_s: float = 15.0, first: int = signal.SIGINT) -> bool:
     """Signal a whole group (first, then SIGTERM, then SIGKILL); True when nothing is left."""
     for sig, share in ((first, 0.6), (signal.SIGTERM, 0.3), (signal.SIGKILL, 0.1)):

@@ -85,6 +85,20 @@ class StackRuns:
         if runs:
             self.say(f"[down] runs        {len(runs)} marked CANCELED: {_ids(runs)}")
 
+    def terminate_started(self, reason: str) -> list[str]:
+        """Terminate the starting and started runs, as the UI's terminate does (the step
+        finishes its batches in flight, the run ends CANCELED or SUCCESS): after the Spark
+        Connect server was restarted their sessions are gone, and a lingering run would fail
+        every new file. The next run opens a session on the new server. Their run ids."""
+        runs = self._active("STARTING", "STARTED")
+        for run in runs:
+            try:
+                self._instance.report_engine_event(reason, run)
+                self._instance.run_launcher.terminate(run.run_id)
+            except Exception as exc:  # the run ended meanwhile, or the storage is down
+                self.say(f"[heal] runs        {run.run_id[:8]} not terminated: {exc}")
+        return [run.run_id[:8] for run in runs]
+
     def close(self) -> None:
         if self._instance is not None:
             self._instance.dispose()

@@ -1,34 +1,56 @@
-"""`ecom up` / `down` / `status`: the whole local platform as one supervised process tree.
+"""`ecom up` / `down` / `status`: the whole local platform as one supervised, self-healing tree.
 
 `up` starts each part in order (PostgreSQL, migrations, Spark Connect, the run pool, Dagster,
-the generator),
-health-checks it before the next, records the process groups in `<state>/stack.json`, and on
-Ctrl-C, SIGTERM or the death of any part stops everything in reverse order. `down` asks a running
-supervisor to do that, and cleans up by itself when the supervisor is already gone.
+the generator), health-checks it before the next and records the process groups in
+`<state>/stack.json`. Then it watches every part: its own children by their exit, the embedded
+PostgreSQL (pg_ctl starts it, so it is not a child) by the postmaster named in postmaster.pid and
+a connection probe. A part that dies is restarted with backoff; a crash loop gives up, names the
+part and its log's tail, and stops everything in reverse order, as Ctrl-C and SIGTERM do
+(healing.py). Every restart is told on stdout, in `<logs>/stack_YYYYMMDD.log`, in stack.json
+(`ecom status`) and as a `stack_restart` alert. `down` asks a running supervisor to stop, and
+cleans up by itself when the supervisor is already gone.
+
+One supervisor per home: `up` holds a lock on the state directory for its life. A new `up` that
+finds stack.json but no lock holder (the supervisor was killed) stops what the dead supervisor
+left, then starts afresh; a process is signalled only if it carries that stack's ECOM_STACK_ID,
+since after a crash a recorded pid may belong to anything.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 
+from ecom_assets.monitoring.logs import file_logger
 from ecom_assets.resources.catalogue import load_catalogue
 from ecom_assets.resources.migrations import apply_migrations, discover_migrations
 from ecom_assets.schema.contract_file import ContractError, load_contract
 from ecom_assets.settings import Settings
 from ecom_assets.stack import run_pool
 from ecom_assets.stack.dagster_home import STORAGE_URL_ENV, write_dagster_home
+from ecom_assets.stack.healing import (
+    RestartPolicy,
+    StackLock,
+    describe_exit,
+    lock_held,
+    log_tail,
+    raise_stack_alert,
+    resolve_stack_alerts,
+)
 from ecom_assets.stack.local import (
     DAGSTER_DATABASE,
     ECOM_DATABASE,
@@ -38,10 +60,13 @@ from ecom_assets.stack.local import (
     local_spark_connect,
 )
 from ecom_assets.stack.processes import (
+    STACK_ID_ENV,
+    carries_stack_id,
     group_members,
     pid_alive,
     port_open,
     start_group,
+    start_ticks,
     stop_group,
     tail,
     wait_until,
@@ -49,10 +74,18 @@ from ecom_assets.stack.processes import (
 from ecom_assets.stack.runs import RUN_WORKER_PARTS, StackRuns
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROBE_INTERVAL_S = 5.0
+"""How often the supervisor connects to the embedded PostgreSQL (the postmaster's pid is read
+every second): one connection per 5 s, against Dagster's ~13 a second (docs/decisions.md 39)."""
+STACK_LOG_PREFIX = "stack"
 
 
 class StackError(RuntimeError):
     """A part of the stack could not start; the message names the part and the reason."""
+
+
+class GaveUp(StackError):
+    """A part died more often than the restart policy allows: the stack stops."""
 
 
 @dataclass
@@ -63,10 +96,25 @@ class StackState:
     groups: dict[str, int] = field(default_factory=dict)  # part -> process group id
     embedded_postgres: bool = False
     started_at: float = field(default_factory=time.time)
+    stack_id: str = ""  # ECOM_STACK_ID, carried by every process of this stack
+    supervisor_ticks: int | None = None  # the supervisor's start time: a reused pid differs
+    restarts: dict[str, dict] = field(default_factory=dict)  # part -> count, last exit, times
+    retired: list[int] = field(default_factory=list)
+    """Run worker groups whose leader died and was restarted: the runs the dead run pool forked
+    go on there, and are stopped with the stack."""
 
 
 def state_file(settings: Settings) -> Path:
     return settings.paths.state / "stack.json"
+
+
+def lock_file(settings: Settings) -> Path:
+    return settings.paths.state / "stack.lock"
+
+
+def exit_file(settings: Settings) -> Path:
+    """How the last supervisor ended (stopped, gave up, failed to start), for `ecom status`."""
+    return settings.paths.state / "stack_exit.json"
 
 
 def read_state(settings: Settings) -> StackState | None:
@@ -76,12 +124,23 @@ def read_state(settings: Settings) -> StackState | None:
         return None
 
 
-def _write_state(settings: Settings, state: StackState) -> None:
-    path = state_file(settings)
+def _write_json(path: Path, content: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(asdict(state)))
+    temporary.write_text(json.dumps(content))
     temporary.replace(path)
+
+
+def _write_state(settings: Settings, state: StackState) -> None:
+    _write_json(state_file(settings), asdict(state))
+
+
+def supervisor_running(settings: Settings, state: StackState | None) -> bool:
+    """Is the supervisor of state alive? The lock says so; a state written before the lock
+    existed falls back on its pid."""
+    if lock_held(lock_file(settings)):
+        return True
+    return bool(state and not state.stack_id and pid_alive(state.supervisor_pid))
 
 
 def dagster_url(settings: Settings) -> str:
@@ -108,15 +167,53 @@ def child_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
+def part_log(settings: Settings, part: str) -> Path:
+    """The log file a part writes, whose tail says why it died."""
+    if part == "postgresql":
+        return embedded_postgres(settings).log_file
+    if part == "spark":
+        return local_spark_connect(settings).log_file
+    names = {"run pool": "run_pool.log", "dagster": "dagster.log", "generator": "generator.out"}
+    return settings.log_dir / names.get(part, f"{part}.log")
+
+
+def postgres_answers(url: str) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except (psycopg.Error, OSError):
+        return False
+
+
 class Supervisor:
     """Runs `up` in the foreground; every start is timed and reported through `say`."""
 
     def __init__(self, settings: Settings, say: Callable[[str], None] = print) -> None:
         self.settings = settings
         self.say = say
-        self.state = StackState(supervisor_pid=os.getpid())
+        self.state = StackState(
+            supervisor_pid=os.getpid(),
+            stack_id=uuid.uuid4().hex,
+            supervisor_ticks=start_ticks(os.getpid()),
+        )
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.stopping = False
+        self.policy = RestartPolicy(settings.stack)
+        self.logger: logging.Logger | None = None
+        self.lock = StackLock(lock_file(settings))
+        self._probed_at = 0.0
+        self._refusing_since: float | None = None
+        self._restart_alerts_open = False
+        self._exit_reason = "stopped"
+
+    # ----------------------------------------------------------------------------- reporting
+
+    def tell(self, message: str, level: int = logging.INFO) -> None:
+        """stdout, and the stack log once it is open."""
+        self.say(message)
+        if self.logger is not None:
+            self.logger.log(level, message)
 
     def _timed(self, part: str, start: Callable[[], str]) -> None:
         began = time.monotonic()
@@ -124,12 +221,14 @@ class Supervisor:
             detail = start()
         except Exception as exc:
             raise StackError(f"{part} failed to start: {exc}") from exc
-        self.say(f"[up] {part:<15} ready in {time.monotonic() - began:5.1f} s  {detail}")
+        self.tell(f"[up] {part:<15} ready in {time.monotonic() - began:5.1f} s  {detail}")
 
     def _record(self, part: str, process: subprocess.Popen[bytes]) -> None:
         self.processes[part] = process
         self.state.groups[part] = process.pid
         _write_state(self.settings, self.state)
+
+    # ---------------------------------------------------------------------------- the parts
 
     def start_postgres(self) -> str:
         settings = self.settings
@@ -143,7 +242,10 @@ class Supervisor:
         _write_state(settings, self.state)
         for name in (ECOM_DATABASE, DAGSTER_DATABASE):
             server.ensure_database(name)
-        return f"embedded, 127.0.0.1:{server.port}, data in {server.data_dir}"
+        self._refusing_since = None
+        return f"embedded, 127.0.0.1:{server.port}, pid {server.postmaster_pid()}, data in " + str(
+            server.data_dir
+        )
 
     def migrate(self) -> str:
         with psycopg.connect(database_url(self.settings)) as conn:
@@ -195,7 +297,7 @@ class Supervisor:
         if not settings.dagster.run_pool:
             return "disabled (ECOM_DAGSTER_RUN_POOL=false): Dagster's code server spawns runs"
         path = run_pool.socket_path(settings)
-        log = settings.log_dir / "run_pool.log"
+        log = part_log(settings, "run pool")
         argv = [sys.executable, "-m", "ecom_assets.stack.run_pool", "--socket", str(path)]
         process = start_group(argv, log, env=child_environment(settings), cwd=PROJECT_ROOT)
         self._record("run pool", process)
@@ -212,7 +314,7 @@ class Supervisor:
     def start_dagster(self) -> str:
         settings = self.settings
         home = write_dagster_home(settings)
-        log = settings.log_dir / "dagster.log"
+        log = part_log(settings, "dagster")
         argv = [
             sys.executable, "-m", "dagster", "dev",
             "-w", str(PROJECT_ROOT / "workspace.yaml"),
@@ -236,7 +338,7 @@ class Supervisor:
         settings = self.settings
         if not settings.generator.enabled:
             return "disabled (ECOM_GENERATOR_ENABLED=false)"
-        log = settings.log_dir / "generator.out"
+        log = part_log(settings, "generator")
         argv = [sys.executable, "-m", "generator"]
         process = start_group(argv, log, env=child_environment(settings), cwd=PROJECT_ROOT)
         self._record("generator", process)
@@ -245,20 +347,62 @@ class Supervisor:
             raise StackError(f"generator exited with {process.returncode}:\n{tail(log)}")
         return f"writing into {settings.input_dir}"
 
+    def end_runs_of_the_dead_spark(self) -> str:
+        """Runs in progress hold sessions of the dead server: each new file would fail in them
+        (measured: a lingering run failed every file for minutes). Terminate them, so the
+        next run opens a session on the new server."""
+        runs = StackRuns(self.settings, self.tell)
+        try:
+            ended = runs.terminate_started("The Spark Connect server was restarted (ecom up).")
+        finally:
+            runs.close()
+        if ended:
+            self.tell(f"[heal] runs        {len(ended)} terminated: {', '.join(ended)}")
+        return f"{len(ended)} run(s) terminated"
+
+    def restart_steps(self, part: str) -> list[Callable[[], str]]:
+        """What brings a dead part back. A restarted PostgreSQL keeps its data and schema (no
+        migration); Dagster's storage and the runs open a connection per use and reconnect by
+        themselves. After a new Spark server the runs in progress are terminated (their
+        sessions died with the old one), and it is warmed up again, as at start."""
+        return {
+            "postgresql": [self.start_postgres],
+            "spark": [self.start_spark, self.end_runs_of_the_dead_spark, self.warm_up_spark],
+            "run pool": [self.start_run_pool],
+            "dagster": [self.start_dagster],
+            "generator": [self.start_generator],
+        }[part]
+
+    # --------------------------------------------------------------------------------- up
+
     def up(self) -> int:
-        """Start everything, then supervise until a signal or a part dies; returns an exit code."""
+        """Start everything, then supervise until a signal or a crash loop; an exit code."""
         settings = self.settings
-        running = read_state(settings)
-        if running and pid_alive(running.supervisor_pid):
-            raise StackError(f"already running (supervisor pid {running.supervisor_pid})")
+        previous = read_state(settings)
+        if previous and not previous.stack_id and pid_alive(previous.supervisor_pid):
+            raise StackError(f"already running (supervisor pid {previous.supervisor_pid})")
+        if not self.lock.acquire():
+            pid = f" (supervisor pid {previous.supervisor_pid})" if previous else ""
+            raise StackError(f"already running{pid}: another `ecom up` holds {self.lock.path}")
+        try:
+            return self._up(previous)
+        finally:
+            self.lock.release()
+
+    def _up(self, previous: StackState | None) -> int:
+        settings = self.settings
         try:
             contract = load_contract(settings.paths.contract)
         except ContractError as exc:
             raise StackError(f"the event contract cannot be used: {exc}") from exc
-        self.say(f"[up] {'contract':<15} {contract.source}")
         for directory in (settings.input_dir, settings.processed_dir, settings.quarantine_dir,
                           settings.log_dir):  # fmt: skip
             directory.mkdir(parents=True, exist_ok=True)
+        self.logger = file_logger("ecom.stack", settings.log_dir, STACK_LOG_PREFIX)
+        self.tell(f"[up] {'contract':<15} {contract.source}")
+        if previous is not None:
+            self.clean_up_after(previous)
+        os.environ[STACK_ID_ENV] = self.state.stack_id  # inherited by every part
         _write_state(settings, self.state)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
@@ -271,57 +415,229 @@ class Supervisor:
             self._timed("dagster", self.start_dagster)
             self._timed("spark warm-up", self.warm_up_spark)
             self._timed("generator", self.start_generator)
-            self.say(f"[up] all parts healthy; open {dagster_url(settings)} (Ctrl-C stops)")
+            resolve_stack_alerts(database_url(settings), ("WARNING", "ERROR"), self.logger)
+            self.tell(f"[up] all parts healthy; open {dagster_url(settings)} (Ctrl-C stops)")
             return self._supervise()
         except (StackError, KeyboardInterrupt) as exc:
             if not self.stopping:
-                self.say(f"[up] {exc}")
+                self.tell(f"[up] {exc}", logging.ERROR)
+                self._exit_reason = f"gave up: {exc}" if isinstance(exc, GaveUp) else str(exc)
             return 0 if self.stopping else 1
         finally:
             self.shutdown()
+
+    def clean_up_after(self, previous: StackState) -> None:
+        """A supervisor was killed (the lock was free, its stack.json is here): stop what it
+        left, then start afresh. Adopting the orphans was the other way; it would save their
+        start (about 30 s), but they are not our children (no exit status, output pipes of a
+        dead parent) and a run pool or Dagster that lost its supervisor mid-restart may be
+        half-started; starting afresh gives one known state."""
+        alive = [part for part, pgid in previous.groups.items() if group_members(pgid)]
+        left = ", ".join(alive) if alive else "no process group"
+        self.tell(
+            f"[up] {'previous stack':<15} its supervisor (pid {previous.supervisor_pid}) is "
+            f"gone; stopping what it left ({left})",
+            logging.WARNING,
+        )
+        stop_recorded(self.settings, previous, self.tell)
+        with contextlib.suppress(OSError):
+            state_file(self.settings).unlink()
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.stopping = True
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
+    # ------------------------------------------------------------------------------ healing
+
+    def _watched(self) -> list[str]:
+        """The parts to watch, in start (dependency) order: PostgreSQL is healed first."""
+        return (["postgresql"] if self.state.embedded_postgres else []) + list(self.processes)
+
     def _supervise(self) -> int:
         while True:
-            for part, process in self.processes.items():
-                if process.poll() is not None:
-                    self.say(f"[up] {part} exited with {process.returncode}; stopping the stack")
-                    return 1
+            for part in self._watched():
+                how = self._death(part)
+                if how is not None:
+                    self._heal(part, how)
+            if self._restart_alerts_open and self.policy.quiet_since(time.time()):
+                resolve_stack_alerts(database_url(self.settings), ("WARNING",), self.logger)
+                self._restart_alerts_open = False
             time.sleep(1)
+
+    def _death(self, part: str) -> str | None:
+        """None while the part lives; else how it died."""
+        if part == "postgresql":
+            return self._postgres_death()
+        code = self.processes[part].poll()
+        return None if code is None else describe_exit(code)
+
+    def _postgres_death(self) -> str | None:
+        server = embedded_postgres(self.settings)
+        pid = server.postmaster_pid()
+        if pid is None:
+            return "postmaster gone"
+        now = time.monotonic()
+        if now - self._probed_at < PROBE_INTERVAL_S:
+            return None
+        self._probed_at = now
+        if postgres_answers(database_url(self.settings)):
+            self._refusing_since = None
+            return None
+        if self._refusing_since is None:
+            self._refusing_since = now
+            self.tell(f"[heal] postgresql  postmaster pid {pid} refuses connections",
+                      logging.WARNING)  # fmt: skip
+            return None
+        grace = self.settings.stack.probe_grace_s
+        if now - self._refusing_since < grace:
+            return None
+        return f"postmaster pid {pid} refused connections for {grace:.0f} s"
+
+    def _heal(self, part: str, how: str) -> None:
+        """Restart a dead part after its backoff; a restart that fails is another death.
+        Raises GaveUp on a crash loop."""
+        first = how
+        record = self.state.restarts.setdefault(part, {"count": 0})
+        window = self.settings.stack.restart_window_s
+        while True:
+            died_at = time.time()
+            deaths, delay = self.policy.on_death(part, died_at)
+            record.update(last_exit=how, last_died_at=died_at, state="restarting")
+            _write_state(self.settings, self.state)
+            if delay is None:
+                self._give_up(part, how, deaths)
+            self.tell(
+                f"[heal] {part:<11} died ({how}); restarting in {delay:.1f} s "
+                f"({deaths} death(s) within {window:.0f} s)",
+                logging.WARNING,
+            )
+            self._clear(part)
+            time.sleep(delay)
+            began = time.monotonic()
+            try:
+                for step in self.restart_steps(part):
+                    step()
+            except Exception as exc:  # the next death: counted, backed off, or a crash loop
+                how = "restart failed: " + (str(exc).splitlines() or [type(exc).__name__])[0]
+                self.tell(f"[heal] {part:<11} {how}", logging.WARNING)
+                continue
+            break
+        record.update(count=record["count"] + 1, last_restarted_at=time.time(), state="running")
+        _write_state(self.settings, self.state)
+        took = time.monotonic() - began
+        self.tell(f"[heal] {part:<11} restarted in {took:.1f} s (restart {record['count']} of "
+                  f"this stack)")  # fmt: skip
+        raise_stack_alert(
+            database_url(self.settings), self.settings, "WARNING",
+            f"{part} died ({first}) and was restarted (restart {record['count']} of this "
+            f"stack, {deaths} death(s) within {window:.0f} s)",
+            {"part": part, "exit": first, "restarts": record["count"],
+             "deaths_in_window": deaths, "died_at": _iso(record["last_died_at"]),
+             "restarted_at": _iso(record["last_restarted_at"])},
+            self.logger,
+        )  # fmt: skip
+        self._restart_alerts_open = True
+
+    def _clear(self, part: str) -> None:
+        """What a dead part left, out of the way of its successor."""
+        if part == "postgresql":
+            server = embedded_postgres(self.settings)
+            pid = server.postmaster_pid()
+            if pid is not None:  # alive but refusing connections: an immediate shutdown
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGQUIT)
+                if not wait_until(lambda: server.postmaster_pid() is None, 10):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            ended = server.end_orphans()
+            if ended:
+                self.tell(f"[heal] postgresql  ended {ended} process(es) of the dead postmaster")
+            return
+        pgid = self.state.groups.get(part)
+        if pgid is None or not group_members(pgid):
+            return
+        if part == "run pool":  # its forked runs are not the pool: they finish their work
+            self.state.retired.append(pgid)
+            _write_state(self.settings, self.state)
+            self.tell(f"[heal] run pool    its run workers (group {pgid}) go on")
+            return
+        stop_group(pgid, timeout_s=20)
+
+    def _give_up(self, part: str, how: str, deaths: int) -> None:
+        window = self.settings.stack.restart_window_s
+        log = part_log(self.settings, part)
+        summary = (
+            f"{part} died {deaths} times within {window:.0f} s (last: {how}): a crash loop, "
+            f"giving up and stopping the stack"
+        )
+        raise_stack_alert(
+            database_url(self.settings), self.settings, "ERROR",
+            f"{summary}. The last lines of {log}: {tail(log, 3)}",
+            {"part": part, "exit": how, "deaths_in_window": deaths,
+             "restarts": self.state.restarts.get(part, {}).get("count", 0),
+             "died_at": _iso(time.time()), "log": str(log)},
+            self.logger,
+        )  # fmt: skip
+        raise GaveUp(f"{summary}. The last lines of {log}:\n{log_tail(log, tail)}")
+
+    # ------------------------------------------------------------------------------- stop
 
     def shutdown(self) -> None:
         """Stop in reverse order of start; safe to call more than once."""
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stop_recorded(self.settings, self.state, self.say)
+        stop_recorded(self.settings, self.state, self.tell)
         with contextlib.suppress(OSError):
             state_file(self.settings).unlink()
+        with contextlib.suppress(OSError):
+            _write_json(
+                exit_file(self.settings),
+                {"at": time.time(), "reason": self._exit_reason, "restarts": self.state.restarts},
+            )
+
+
+def _iso(epoch_s: float | None) -> str | None:
+    if epoch_s is None:
+        return None
+    return datetime.fromtimestamp(epoch_s, tz=UTC).isoformat(timespec="seconds")
+
+
+def _ours(pgid: int, stack_id: str) -> bool:
+    """Is process group pgid this stack's? While one member carries the stack's id, the group
+    cannot have been recycled (Linux keeps a group's id while it has members); a group of
+    other processes only is someone else's, whatever stack.json says. A state without an id
+    (written before ids existed) is trusted."""
+    members = group_members(pgid)
+    return not stack_id or not members or any(carries_stack_id(p, stack_id) for p in members)
 
 
 def stop_recorded(settings: Settings, state: StackState, say: Callable[[str], None]) -> bool:
     """Stop every recorded group and the embedded server; True when nothing is left. Runs are
-    told before their workers are signalled, so a stop never reads as a failure (runs.py)."""
+    told before their workers are signalled, so a stop never reads as a failure (runs.py).
+    A group whose processes are not this stack's (pid reuse after a crash) is left alone."""
     clean = True
     runs = StackRuns(settings, say)
-    for part in reversed(list(state.groups)):
-        if part in RUN_WORKER_PARTS:
+    groups = [(f"{part}", pgid) for part, pgid in state.groups.items()]
+    groups = [("run pool (old)", pgid) for pgid in state.retired] + groups
+    for part, pgid in reversed(groups):
+        if not _ours(pgid, state.stack_id):
+            say(f"[down] {part:<11} not ours: group {pgid} is other processes now; left alone")
+            continue
+        if part.split(" (")[0] in RUN_WORKER_PARTS and group_members(pgid):
             runs.mark_stopping()
-        pgid = state.groups[part]
         began = time.monotonic()
         stopped = stop_group(pgid, timeout_s=20)
         clean &= stopped
         verdict = "stopped" if stopped else "STILL RUNNING"
         say(f"[down] {part:<11} {verdict} in {time.monotonic() - began:4.1f} s")
-    if any(part in RUN_WORKER_PARTS for part in state.groups):
+    if any(part.split(" (")[0] in RUN_WORKER_PARTS for part, _ in groups):
         runs.cancel_leftovers()
     runs.close()
     if state.embedded_postgres:
         server = embedded_postgres(settings)
         began = time.monotonic()
         server.stop()
+        server.end_orphans()
         clean &= not server.is_running()
         say(f"[down] postgresql  stopped in {time.monotonic() - began:4.1f} s")
     return clean
@@ -337,9 +653,11 @@ def down(settings: Settings, say: Callable[[str], None] = print, timeout_s: floa
             server.stop()
             say("[down] postgresql  stopped (left over)")
         return True
-    if pid_alive(state.supervisor_pid) and state.supervisor_pid != os.getpid():
-        os.kill(state.supervisor_pid, signal.SIGTERM)
-        if wait_until(lambda: not pid_alive(state.supervisor_pid), timeout_s):
+    pid = state.supervisor_pid
+    same = state.supervisor_ticks is None or start_ticks(pid) == state.supervisor_ticks
+    if supervisor_running(settings, state) and same and pid != os.getpid():
+        os.kill(pid, signal.SIGTERM)
+        if wait_until(lambda: not supervisor_running(settings, state), timeout_s):
             leftovers = [part for part, pgid in state.groups.items() if group_members(pgid)]
             if not leftovers:
                 say("[down] supervisor stopped every part")
@@ -355,32 +673,74 @@ class PartStatus:
     part: str
     healthy: bool
     detail: str
+    restarts: int = 0
+    last_restart: dict | None = None  # died_at, exit, restarted_at of the latest restart
 
 
 def status(settings: Settings) -> list[PartStatus]:
-    """Health of each part, checked for real (query, port, HTTP), not read from the state file."""
-    parts = [_postgres_status(settings), _spark_status(settings)]
+    """Health of each part, checked for real (query, port, HTTP), not read from the state file;
+    with the restarts the running supervisor recorded."""
+    state = read_state(settings)
+    parts = [_supervisor_status(settings, state), _postgres_status(settings),
+             _spark_status(settings)]  # fmt: skip
     url = dagster_url(settings)
     parts.append(PartStatus("dagster", http_ok(url + "/server_info"), url))
     if settings.dagster.run_pool:
         path = run_pool.socket_path(settings)
         parts.append(PartStatus("run pool", run_pool.answers(path), str(path)))
-    state = read_state(settings)
     generator_pid = state.groups.get("generator") if state else None
     if not settings.generator.enabled:
         parts.append(PartStatus("generator", True, "disabled"))
     else:
         alive = generator_pid is not None and pid_alive(generator_pid)
         parts.append(PartStatus("generator", alive, f"pid {generator_pid}" if alive else "stopped"))
-    return parts
+    restarts = state.restarts if state else {}
+    return [_with_restarts(part, restarts.get(part.part)) for part in parts]
+
+
+def _with_restarts(part: PartStatus, record: dict | None) -> PartStatus:
+    if not record:
+        return part
+    last = {
+        "exit": record.get("last_exit"),
+        "died_at": _iso(record.get("last_died_at")),
+        "restarted_at": _iso(record.get("last_restarted_at")),
+    }
+    if record.get("state") == "restarting":
+        note = f"restarting after: {last['exit']} at {last['died_at']}"
+        healthy = False
+    else:
+        note = f"restarted {record['count']}x, last after: {last['exit']} at {last['died_at']}"
+        healthy = part.healthy
+    return PartStatus(part.part, healthy, f"{part.detail}; {note}", record["count"], last)
+
+
+def _supervisor_status(settings: Settings, state: StackState | None) -> PartStatus:
+    if state is not None and supervisor_running(settings, state):
+        since = _iso(state.started_at)
+        return PartStatus("supervisor", True, f"pid {state.supervisor_pid}, up since {since}")
+    if state is not None:
+        return PartStatus(
+            "supervisor", False,
+            f"pid {state.supervisor_pid} is gone: its parts run unsupervised; `ecom up` stops "
+            "them and starts afresh, `ecom down` stops them",
+        )  # fmt: skip
+    try:
+        last = json.loads(exit_file(settings).read_text())
+        return PartStatus("supervisor", False, f"not running; last {_iso(last['at'])}: "
+                          f"{last['reason'].splitlines()[0]}")  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return PartStatus("supervisor", False, "not running")
 
 
 def _postgres_status(settings: Settings) -> PartStatus:
     try:
         with psycopg.connect(database_url(settings), connect_timeout=3) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]
-        where = "embedded" if settings.database.embedded else "external"
-        return PartStatus("postgresql", True, f"{where}, PostgreSQL {version}")
+        if settings.database.embedded:
+            pid = embedded_postgres(settings).postmaster_pid()
+            return PartStatus("postgresql", True, f"embedded, PostgreSQL {version}, pid {pid}")
+        return PartStatus("postgresql", True, f"external, PostgreSQL {version}")
     except Exception as exc:  # any failure is "unhealthy", with its reason
         return PartStatus("postgresql", False, str(exc).splitlines()[0])
 

@@ -16,17 +16,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ecom_assets.schema.contract import IdFormat
+from ecom_assets.schema.contract import STORAGE_LIMITS, IdFormat
 from ecom_assets.transforms.expressions import is_in, utc_micros
 from ecom_assets.transforms.validate import ValidationRules
 
-TOTAL_AMOUNT_TYPE = pa.decimal128(14, 2)
+TOTAL_AMOUNT_TYPE = pa.decimal128(STORAGE_LIMITS.total_digits, STORAGE_LIMITS.scale)
 """ecommerce_events.total_amount NUMERIC(14,2)."""
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 _QUANTITY_DECIMAL = pa.decimal128(10, 0)
 """An INT as a decimal, as Spark multiplies DECIMAL by INT: the product is exact."""
-_TOTAL_LIMIT = pa.scalar(Decimal(10) ** (14 - 2), pa.decimal128(13, 0))
+_TOTAL_LIMIT = pa.scalar(Decimal(STORAGE_LIMITS.total_limit), pa.decimal128(13, 0))
 """Totals of this magnitude or more do not fit NUMERIC(14,2)."""
 EVENT_KEY_NAMESPACE = uuid.UUID("6f1c2d4e-8a3b-4c5d-9e7f-0a1b2c3d4e5f")
 """The namespace of the name-based UUIDs that key events whose ids are not UUIDs."""
@@ -73,7 +73,8 @@ def enrich_events(table: pa.Table, rules: ValidationRules, late_watermark_s: int
     - event_id / event_key: ids that are not UUIDs (the contract's id format) move to
       ``event_key``, and event_id becomes their name-based UUID (``event_key_uuids``);
     - total_amount = price * quantity for priced types, NULL otherwise (revenue is purchases'
-      totals; cart totals are intent); NULL where it would not fit NUMERIC(14,2);
+      totals; cart totals are intent); NULL where it would not fit NUMERIC(14,2), which only
+      an invalid row's can (TOTAL_AMOUNT_OVERFLOW): the cast must not fail the batch for it;
     - event_date, event_hour: of event_time in UTC;
     - is_late: event_time earlier than arrived_at - late_watermark_s (False when unknown);
     - processed_at: the rules' ``now``, the same for every row of a run.

@@ -26,7 +26,14 @@ from ecom_assets.transforms.validate import ValidationRules, validate_events
 
 CHUNK_BYTES = 16 << 20
 """Bytes of files a task reads and routes at once: this bounds its worker's memory, and stays
-large because a kernel's cost is per call (small chunks of small files would cost more)."""
+large because a kernel's cost is per call (small chunks of small files would cost more).
+
+A file is never split, so a chunk holds less than CHUNK_BYTES plus its largest file, and the
+scan refuses a file above ``ECOM_INGEST_MAX_FILE_MB`` (schema/file_checks.size_problem). Routing
+a chunk took about 20 times its size of memory (peak RSS of one process routing one v3 file:
+8 MB +210 MB, 32 MB +666 MB, 128 MB +2,469 MB over a 180 MB base), so a worker's peak is
+about 180 MB + 20 x (CHUNK_BYTES + ECOM_INGEST_MAX_FILE_MB): 1.8 GB at the default 64, per
+task running at once (``local[2]``: two)."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,7 @@ class FileRows:
 
     def routed(self, files: Iterable[ReadableFile]) -> pa.Table:
         """``route.routed`` rows of ``files`` (one of ``chunks``), read now."""
-        events = latest_events((file, file.path.read_bytes()) for file in files)
+        events = latest_events((file, file.read()) for file in files)
         return routed(
             enrich_events(validate_events(events, self.rules), self.rules, self.late_watermark_s)
         )

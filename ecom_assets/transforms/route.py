@@ -91,6 +91,7 @@ def routed(table: pa.Table) -> pa.Table:
     if dead.num_rows == 0:
         columns += [pa.nulls(table.num_rows, pa.string())] * 3
     else:
+        dead = _without_nul(dead)
         dead_columns = (
             trimmed(dead.column(raw_name("event_id"))),
             error_detail(dead),
@@ -107,6 +108,45 @@ _DEAD_LETTER_INPUTS = [
     *(raw_name(name) for name in (*LATEST.column_names, RECORD)),
 ]
 """The columns the dead-letter fields are built from."""
+
+
+def _without_nul(dead: pa.Table) -> pa.Table:
+    """The dead letters' raw text with each NUL as U+FFFD, and each NUL escape in their
+    extras' JSON as the escape of U+FFFD: PostgreSQL's text and jsonb refuse NUL, and a dead
+    letter must always be storable, being where refused rows go.
+
+    No NUL reaches a row today (file_checks quarantines a file holding one; csv_records marks
+    file boundaries with it): this keeps dead letters storable whatever the reader becomes, for
+    one search per text column of the invalid rows.
+    """
+    for position, name in enumerate(dead.column_names):
+        column = dead.column(position)
+        if not pa.types.is_string(column.type):
+            continue
+        if name == EXTRAS:
+            if pc.any(pc.match_substring(column, _NUL_ESCAPE)).as_py():
+                dead = dead.set_column(position, name, nul_escapes_replaced(column))
+        elif pc.any(pc.match_substring(column, _NUL)).as_py():
+            dead = dead.set_column(position, name, pc.replace_substring(column, _NUL, "\ufffd"))
+    return dead
+
+
+_NUL = "\x00"
+_NUL_ESCAPE = r"\u0000"
+_HELD_BACKSLASHES = "\x01"
+"""Stands for an escaped backslash while escapes are rewritten: JSON text never holds a raw
+control character."""
+
+
+def nul_escapes_replaced(json_text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """JSON text with each NUL escape (which jsonb refuses) as the escape of U+FFFD.
+
+    An escaped backslash followed by ``u0000`` is text, not an escape, so escaped backslashes
+    are set aside first.
+    """
+    held = pc.replace_substring(json_text, "\\\\", _HELD_BACKSLASHES)
+    freed = pc.replace_substring(held, _NUL_ESCAPE, r"\uFFFD")
+    return pc.replace_substring(freed, _HELD_BACKSLASHES, "\\\\")
 
 
 def _scattered(mask: pa.BooleanArray, values: pa.Array | pa.ChunkedArray) -> pa.Array:

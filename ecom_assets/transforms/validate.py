@@ -6,12 +6,19 @@ case, "5.0" ids, time offsets), never a migration default: a v1 purchase has qua
 default but no quantity to check. Every rule is evaluated on every row, as whole-column
 compute kernels, so a row's dead letter lists all its defects at once. The table also carries
 ``record_raw``, the text of a malformed record (schema/parsing.py).
+
+Three rules guard PostgreSQL's limits (``contract.STORAGE_LIMITS``): a value the columns or
+their indexes cannot hold would fail the COPY or the commit of the whole batch, on every retry,
+so such a row is a dead letter instead (EVENT_TIME_OUT_OF_RANGE, TOTAL_AMOUNT_OVERFLOW,
+VALUE_TOO_LONG). The other columns cannot overflow: ids and counts that do not fit their
+integer type, prices of 10^10 or more, NaN and infinities are unparseable (parsing.py), NUL
+bytes and text that is not UTF-8 quarantine their file before any row is read (file_checks.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import reduce
 
@@ -22,8 +29,10 @@ import pyarrow.compute as pc
 from ecom_assets.schema.catalogue import Catalogue
 from ecom_assets.schema.contract import (
     ID_PATTERNS,
+    INDEXED_TEXT_FIELDS,
     MAX_TEXT_ID_LENGTH,
     PURCHASE,
+    STORAGE_LIMITS,
     Contract,
     ErrorCode,
     IdFormat,
@@ -73,6 +82,9 @@ CODE_FIELDS: dict[ErrorCode, tuple[str, ...]] = {
     E.INVALID_EVENT_TIME: ("event_time",),
     E.FUTURE_EVENT_TIME: ("event_time",),
     E.INVALID_USER_SEGMENT: ("user_segment",),
+    E.EVENT_TIME_OUT_OF_RANGE: ("event_time",),
+    E.TOTAL_AMOUNT_OVERFLOW: ("price", "quantity"),
+    E.VALUE_TOO_LONG: INDEXED_TEXT_FIELDS,
 }
 """The fields each rule reads: their raw values explain a code in a dead letter."""
 
@@ -140,6 +152,10 @@ def rule_conditions(table: pa.Table, rules: ValidationRules) -> dict[ErrorCode, 
     )
     event_time = table["event_time"]
     future_limit = pa.scalar(rules.future_limit_us, type=pa.int64()).cast(event_time.type)
+    out_of_range = _any(
+        pc.less(event_time, _TIME_RANGE[0].cast(event_time.type)),
+        pc.greater_equal(event_time, _TIME_RANGE[1].cast(event_time.type)),
+    )
     max_price = pa.scalar(Decimal(repr(contract.max_price)))
     malformed = contiguous(is_malformed(table))
     conditions = {
@@ -166,10 +182,41 @@ def rule_conditions(table: pa.Table, rules: ValidationRules) -> dict[ErrorCode, 
         E.UNEXPECTED_QUANTITY: _all(unpriced, given["quantity"], _not_zero(quantity)),
         E.MISSING_EVENT_TIME: blank["event_time"],
         E.INVALID_EVENT_TIME: unparseable["event_time"],
-        E.FUTURE_EVENT_TIME: pc.greater(event_time, future_limit),
+        E.FUTURE_EVENT_TIME: _all(pc.greater(event_time, future_limit), pc.invert(out_of_range)),
         E.INVALID_USER_SEGMENT: _unknown_segment(table, contract, given["user_segment"]),
+        E.EVENT_TIME_OUT_OF_RANGE: out_of_range,
+        E.TOTAL_AMOUNT_OVERFLOW: _all(priced, _total_overflows(price, quantity)),
+        E.VALUE_TOO_LONG: _any(
+            *(
+                pc.greater(pc.binary_length(table[field]), STORAGE_LIMITS.indexed_text_bytes)
+                for field in INDEXED_TEXT_FIELDS
+            )
+        ),
     }
     return {code: contiguous(pc.fill_null(conditions[code], False)) for code in ErrorCode}
+
+
+def _year_start_us(year: int) -> pa.Scalar:
+    """Epoch microseconds of January 1 of ``year`` (1..10000), UTC."""
+    days = (datetime(min(year, 9999), 1, 1, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)).days
+    if year == 10000:
+        days += 365  # 9999 is no leap year; Python's datetime stops before 10000
+    return pa.scalar(days * 86_400_000_000, pa.int64())
+
+
+_TIME_RANGE = (
+    _year_start_us(STORAGE_LIMITS.first_year),
+    _year_start_us(STORAGE_LIMITS.last_year + 1),
+)
+"""[first, end) of the event times storage takes, in epoch microseconds."""
+_TOTAL_LIMIT = pa.scalar(Decimal(STORAGE_LIMITS.total_limit), pa.decimal128(13, 0))
+
+
+def _total_overflows(price: Column, quantity: Column) -> Column:
+    """|price x quantity| too large for total_amount; a blank quantity counts as 1, as
+    enrichment makes it (enrich.py). Exact: Arrow multiplies decimals without rounding."""
+    units = pc.fill_null(quantity, 1).cast(pa.decimal128(10, 0))
+    return pc.greater_equal(pc.abs(pc.multiply(price, units)), _TOTAL_LIMIT)
 
 
 def _not_zero(values: Column) -> Column:
@@ -244,7 +291,13 @@ def validate_events(table: pa.Table, rules: ValidationRules) -> pa.Table:
     - On a type that carries no price or quantity, a zero one is no defect ("none"); any other
       quantity there is UNEXPECTED_QUANTITY only, whatever its value. On priced or undeclared
       types a bad quantity is INVALID_QUANTITY, and a blank one is fine (default 1).
-    - FUTURE_EVENT_TIME needs a parsed time; DUPLICATE_EVENT_ID needs a valid id.
+    - FUTURE_EVENT_TIME needs a parsed time within storage's range (else the row is
+      EVENT_TIME_OUT_OF_RANGE only); DUPLICATE_EVENT_ID needs a valid id.
+    - TOTAL_AMOUNT_OVERFLOW is reported only where neither EXTREME_PRICE nor INVALID_QUANTITY
+      is an error for the row: the contract's bounds keep a valid price x quantity within the
+      column (contract_file refuses others), so beyond them it follows from one of those.
+    - VALUE_TOO_LONG stands beside INVALID_EVENT_TYPE or INVALID_USER_SEGMENT: being too long
+      to store is its own defect, whatever the value.
     """
     contract = rules.contract
     position = table.schema.get_field_index("event_id")
@@ -252,6 +305,13 @@ def validate_events(table: pa.Table, rules: ValidationRules) -> pa.Table:
         position, "event_id", normalised_ids(table["event_id"], contract.id_format)
     )
     conditions = rule_conditions(table, rules)
+    bounds = [
+        conditions[code] for code in _TOTAL_BOUNDS if contract.severity(code) is Severity.ERROR
+    ]
+    if bounds:
+        conditions[E.TOTAL_AMOUNT_OVERFLOW] = pc.and_(
+            conditions[E.TOTAL_AMOUNT_OVERFLOW], pc.invert(_any(*bounds))
+        )
     well_formed = pc.invert(conditions[E.MALFORMED_ROW])
     errors = contract.codes(Severity.ERROR)
     error_lists = _code_lists(
@@ -270,6 +330,10 @@ def validate_events(table: pa.Table, rules: ValidationRules) -> pa.Table:
     return table.append_column(ERROR_CODES_COLUMN, error_lists).append_column(
         WARNING_CODES_COLUMN, warning_lists
     )
+
+
+_TOTAL_BOUNDS = (E.EXTREME_PRICE, E.INVALID_QUANTITY)
+"""The rules whose bounds keep price x quantity within total_amount."""
 
 
 def _code_lists(failed: list[pa.Array], codes: tuple[ErrorCode, ...], rows: int) -> pa.ListArray:
