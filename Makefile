@@ -35,7 +35,7 @@ format: install
 	$(BIN)/ruff format .
 
 bench: install
-	for script in generator_throughput backlog latency memory views; do \
+	for script in generator_throughput backlog latency memory views healing chaos; do \
 		$(BIN)/python bench/$$script.py || exit 1; done
 
 status: install

@@ -279,23 +279,16 @@ CONFLICTING_DUPLICATE = "CONFLICTING_DUPLICATE"
 already, by an earlier file of its batch, or staged by the batch before. No contract rule can
 see it (it takes the stored rows): the commit judges it."""
 
-CONTENT_COLUMNS: tuple[str, ...] = (
-    "event_key",
-    "user_id",
-    "event_type",
-    "product_id",
-    "price",
-    "quantity",
-    "event_time",
-    "session_id",
-    "user_segment",
-    "device_type",
-    "browser",
-    "geo_country",
-    "geo_city",
-    "referrer",
-    "campaign_id",
-)
+NOT_CONTENT = frozenset(
+    {
+        "event_id",  # the key both rows share
+        "source_file", "source_line", "schema_version", "processed_at",  # where and when read
+        "total_amount", "event_date", "event_hour",  # derived from compared values
+        "is_late", "quality_warnings",  # the arrival and the rules in force
+        "category", "extras",  # compared their own way (_differs)
+    }
+)  # fmt: skip
+CONTENT_COLUMNS: tuple[str, ...] = tuple(c for c in EVENT_COLUMNS if c not in NOT_CONTENT)
 """What an event says, compared exactly (NULL equals NULL) between a skipped row and the row
 holding its event_id; ``category`` and ``extras`` too, as ``_differs`` says. Not compared: where
 and when the row was read (source_file, source_line, schema_version, processed_at) and what is
