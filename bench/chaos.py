@@ -32,17 +32,14 @@ from pathlib import Path
 from ecom_assets_tests.chaos_support import (
     TARGETS,
     ChaosPlan,
-    ChaosStack,
     account,
     backlog_start,
+    chaos_against_stack,
     copies_of,
     csv_records,
     differences,
     ingest_truth,
     kill_leftovers,
-    partitions_of,
-    read_contents,
-    run_chaos,
     truth_services,
     write_backlog,
 )
@@ -84,24 +81,17 @@ def main() -> int:
         for problem in problems:
             say(f"  truth: {problem}")
 
-        staged = home / "data" / "backlog"  # beside input/, on the same file system
-        staged.mkdir(parents=True)
-        for path in backlog:
-            shutil.copy2(path, staged / path.name)
-        stack = ChaosStack(home, partitions_of(backlog)[0])
         plan = ChaosPlan(
             rounds=args.rounds, seed=seed, kill_window_s=args.kill_window_s,
             heal_wait_s=args.heal_wait_s, drain_timeout_s=900, settle_timeout_s=120,
         )  # fmt: skip
         try:
-            report = run_chaos(stack, sorted(staged.iterdir()), plan, say)
-            got = read_contents(stack.url, stack.quarantine_dir)
+            outcome = chaos_against_stack(home, backlog, plan, say)
         finally:
-            say(stack.down())
-            left = stack.leftovers()
-            if left:
-                say("[chaos] LEFT RUNNING after ecom down:\n  " + "\n  ".join(left))
             kill_leftovers(home)
+        report, got = outcome.report, outcome.got
+        if outcome.left:
+            say("[chaos] LEFT RUNNING after ecom down:\n  " + "\n  ".join(outcome.left))
         found, other_copy = differences(truth, got, copies_of(records))
         found += account(records, unreadable, got)
         for line in found:

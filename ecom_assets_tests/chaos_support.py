@@ -760,3 +760,32 @@ def truth_services() -> Iterator[tuple[object, str]]:
             stop_group(process.pid)
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class ChaosOutcome:
+    """What a chaos run left: its rounds, the rows the stack held, what outlived `ecom down`."""
+
+    report: ChaosReport
+    got: Contents
+    left: list[str]
+    """Processes of the home still alive after `ecom down` (must be none)."""
+
+
+def chaos_against_stack(
+    home: Path, backlog: list[Path], plan: ChaosPlan, say: Callable[[str], None] = print
+) -> ChaosOutcome:
+    """Copy the backlog beside the stack's input/ (so a drop is a rename), run the rounds
+    against a real `ecom up` in ``home``, read what it holds, and stop it, whatever happens."""
+    staged = home / "data" / "backlog"
+    staged.mkdir(parents=True)
+    for path in backlog:
+        shutil.copy2(path, staged / path.name)
+    stack = ChaosStack(home, partitions_of(backlog)[0])
+    try:
+        report = run_chaos(stack, sorted(staged.iterdir()), plan, say)
+        got = read_contents(stack.url, stack.quarantine_dir)
+    finally:
+        say(stack.down())
+        left = stack.leftovers()
+    return ChaosOutcome(report, got, left)

@@ -22,17 +22,14 @@ import pytest
 from ecom_assets_tests.chaos_support import (
     TARGETS,
     ChaosPlan,
-    ChaosStack,
     account,
     backlog_start,
+    chaos_against_stack,
     copies_of,
     csv_records,
     differences,
     ingest_truth,
     kill_leftovers,
-    partitions_of,
-    read_contents,
-    run_chaos,
     write_backlog,
 )
 
@@ -64,19 +61,10 @@ def test_random_kills_lose_duplicate_and_change_no_row(
     assert account(records, unreadable, truth) == []
     assert truth.events and truth.dead_letters and truth.quarantined
 
-    staged = home / "data" / "backlog"  # beside input/: the drop is a rename
-    staged.mkdir(parents=True)
-    for path in backlog:
-        shutil.copy2(path, staged / path.name)
-    stack = ChaosStack(home, partitions_of(backlog)[0])
     plan = ChaosPlan(rounds=ROUNDS, seed=seed, kill_window_s=5, heal_wait_s=60,
                      drain_timeout_s=240, settle_timeout_s=60)  # fmt: skip
-    try:
-        report = run_chaos(stack, sorted(staged.iterdir()), plan)
-        got = read_contents(stack.url, stack.quarantine_dir)
-    finally:
-        print(stack.down())
-        left = stack.leftovers()
+    outcome = chaos_against_stack(home, backlog, plan)
+    report, got, left = outcome.report, outcome.got, outcome.left
     assert left == [], f"seed {seed}: processes left after ecom down: {left}"
     assert report.kills_by_target() == dict.fromkeys(TARGETS, 1)
     never = [(kill.round, kill.target) for kill in report.kills if kill.recovery_s is None]
