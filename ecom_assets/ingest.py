@@ -481,24 +481,17 @@ class _Run:
         if not self.report.deferred or control.stop.is_set():
             return
         if self.committed_any:
-            for name in list(self.report.deferred):
-                files = [file for file in self._deferred_files() if file.name == name]
-                if files:
-                    self._isolated_attempt(self.new_batch(files, on_step))
-                    self.report.deferred.pop(name, None)
+            waiting = pending_files(self.settings, self.report.partition, self.clock())
+            deferred = [file for file in waiting if file.name in self.report.deferred]
+            self.report.deferred.clear()  # a deferred file gone meanwhile needs nothing more
+            for file in deferred:  # each alone; _culprit quarantines it if it fails again
+                self._isolated_attempt(self.new_batch([file], on_step))
         if self.report.deferred:
             names = ", ".join(sorted(self.report.deferred))
             raise CulpritsNotIsolatedError(
                 f"{len(self.report.deferred)} file(s) failed alone and nothing else of the run "
                 f"committed; released for a retry: {names[:500]}"
             )
-
-    def _deferred_files(self) -> list[InputFile]:
-        return [
-            file
-            for file in pending_files(self.settings, self.report.partition, self.clock())
-            if file.name in self.report.deferred
-        ]
 
     def _stage(self, batch: Batch) -> Staged:
         spark = live_session(self.spark, self.settings.spark)

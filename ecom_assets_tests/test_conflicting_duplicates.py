@@ -15,22 +15,18 @@ from ecom_assets.resources.event_sink import (
     CONFLICTING_DUPLICATE,
     FileOutcome,
     StagingTables,
-    _copy_statement,
     commit_batch,
     prepare_staging,
 )
 from ecom_assets.schema.versions import LATEST
 from ecom_assets.settings import Settings
-from ecom_assets.transforms.arrow_routing import as_csv, event_rows
-from ecom_assets.transforms.enrich import enrich_events
-from ecom_assets.transforms.route import EVENT_COLUMNS, routed
-from ecom_assets.transforms.validate import ValidationRules, validate_events
+from ecom_assets.transforms.validate import ValidationRules
+from ecom_assets_tests.test_event_sink import stage as stage_rows
 from ecom_assets_tests.test_transforms_support import (
     DEFAULT_CONTRACT,
     NOW,
     RULES,
     event,
-    latest_batch,
     uid,
     view,
 )
@@ -44,10 +40,7 @@ def stage(
     conn: psycopg.Connection, tables: StagingTables, files: dict, rules: ValidationRules = RULES
 ) -> list[FileOutcome]:
     """``files``' valid rows staged as ingest stages them; an outcome per file (all valid)."""
-    rows = routed(enrich_events(validate_events(latest_batch(files), rules), rules, 3600))
-    with conn.cursor().copy(_copy_statement(tables.events, EVENT_COLUMNS)) as copy:
-        for batch in rows.to_batches():
-            copy.write(as_csv(event_rows(batch)))
+    stage_rows(conn, files, rules, tables=tables)
     landed = datetime.now(tz=UTC)
     return [
         FileOutcome(name, "v3", len(records), len(records), 0, 0, {}, landed, 0.1)

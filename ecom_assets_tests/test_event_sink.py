@@ -40,6 +40,7 @@ def stage(
     files: dict,
     rules: ValidationRules = RULES,
     extras: list | None = None,
+    tables: StagingTables = TABLES,
 ) -> None:
     """``files``' valid rows staged as ingest stages them, in the order given; ``extras``: each
     row's unknown columns as JSON text."""
@@ -48,7 +49,7 @@ def stage(
         table = table.set_column(table.schema.get_field_index("extras"), "extras",
                                  pa.array(extras, pa.string()))  # fmt: skip
     rows = routed(enrich_events(validate_events(table, rules), rules, 3600))
-    with conn.cursor().copy(_copy_statement(TABLES.events, EVENT_COLUMNS)) as copy:
+    with conn.cursor().copy(_copy_statement(tables.events, EVENT_COLUMNS)) as copy:
         for batch in rows.to_batches():
             copy.write(as_csv(event_rows(batch)))
 
