@@ -10,6 +10,7 @@ batch N+2, so staging slots rotate, and the run (not each batch) holds the parti
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections import Counter
@@ -118,7 +119,12 @@ class PartitionLock:
             drop_staging(conn, StagingTables.for_partition(self._partition, slot))
 
     def release(self) -> None:
+        """Unlock, then close: a closed connection's backend lets the lock go only when it has
+        exited, after close() returns, and the partition's next run (at once, in the same
+        process) found it still held."""
         if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):  # a lost connection holds nothing
+                self._conn.execute("SELECT pg_advisory_unlock_all()")
             self._conn.close()
             self._conn = None
 
