@@ -21,7 +21,9 @@ recovery_s_max=...
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import secrets
 import shutil
 import statistics
 import sys
@@ -29,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ecom_assets.resources.spark_session import TOKEN_ENV
 from ecom_assets_tests.chaos_support import (
     TARGETS,
     ChaosPlan,
@@ -133,4 +136,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    # the truth's Spark server takes this token and its session presents it, as in the suite
+    # (conftest.py); the stack uses its own installation's token
+    os.environ.setdefault(TOKEN_ENV, secrets.token_urlsafe(32))
     sys.exit(main())

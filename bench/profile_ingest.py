@@ -28,11 +28,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from pyspark.sql import SparkSession
 
 from ecom_assets.ingest import ingest_partition
 from ecom_assets.partitions import PARTITION_FORMAT
 from ecom_assets.resources.migrations import apply_migrations, discover_migrations
+from ecom_assets.resources.spark_session import session_builder
 from ecom_assets.settings import IngestionSettings, PathSettings, load_settings
 from ecom_assets.stack.postgres_server import EmbeddedPostgres
 from ecom_assets.stack.processes import free_port, stop_group
@@ -118,7 +118,7 @@ def main() -> int:
             paths=PathSettings(home=home),
             ingestion=IngestionSettings(file_settle_s=0, linger_s=0, max_run_s=0),
         )
-        spark = SparkSession.builder.remote(spark_server.url).create()
+        spark = session_builder(spark_server.url, spark_server.token).create()
         seen: set[int] = set()
         rates = []
         now = datetime.now(tz=UTC)

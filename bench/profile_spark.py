@@ -40,6 +40,7 @@ from pyspark.sql import SparkSession
 
 from ecom_assets.resources.event_reader import file_names, latest_events, readable_in
 from ecom_assets.resources.event_sink import routing_counter, run_tasks
+from ecom_assets.resources.spark_session import TOKEN_ENV, session_builder
 from ecom_assets.schema.contract_file import load_contract
 from ecom_assets.schema.csv_records import read_records
 from ecom_assets.schema.parsing import parse_field
@@ -161,9 +162,9 @@ def parser_cpu(rows: FileRows, repeats: int) -> dict[str, float]:
     }
 
 
-def spark_pass(url: str, rows: FileRows, repeats: int) -> Timing:
+def spark_pass(url: str, token: str | None, rows: FileRows, repeats: int) -> Timing:
     """Median wall time and JVM task CPU of the staging pass minus the COPY, warm."""
-    spark = SparkSession.builder.remote(url).create()
+    spark = session_builder(url, token).create()
     ui = SparkUI.of(spark)
     files = list(rows.files.values())
 
@@ -178,7 +179,7 @@ def spark_pass(url: str, rows: FileRows, repeats: int) -> Timing:
     )
 
 
-def run(url: str, data: Path, repeats: int, parsers: bool) -> dict[str, float]:
+def run(url: str, token: str | None, data: Path, repeats: int, parsers: bool) -> dict[str, float]:
     """Print and return the figures of one data set."""
     files = readable_in(data)
     # the default contract over the demo catalogue: every rule runs, as under `make run`
@@ -197,7 +198,7 @@ def run(url: str, data: Path, repeats: int, parsers: bool) -> dict[str, float]:
         print("each field's parser alone, CPU:")
         for name, cpu in parser_cpu(file_rows, repeats).items():
             print(f"  {name:14s} {cpu / rows * 1e6:6.3f} us/row")
-    spark = spark_pass(url, file_rows, repeats)
+    spark = spark_pass(url, token, file_rows, repeats)
     figures["spark_rows_per_s"] = rows / spark.wall
     figures["spark_jvm_cpu_us_per_row"] = spark.cpu / rows * 1e6
     print(
@@ -214,7 +215,11 @@ def main() -> int:
     parser.add_argument("--events-per-file", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--parsers", action="store_true", help="also time each field's parser")
-    parser.add_argument("--connect", help="sc:// URL of a running server (default: start one)")
+    parser.add_argument(
+        "--connect",
+        help="sc://localhost:PORT of a running server (default: start one); its token from "
+        'SPARK_CONNECT_AUTHENTICATE_TOKEN, e.g. "$(cat .ecom/spark-connect.token)"',
+    )
     parser.add_argument("--data", type=Path, help="directory of generated files to reuse")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="ecom-bench-spark-"))
@@ -227,7 +232,8 @@ def main() -> int:
         if server and process:
             server.wait_ready(process, timeout_s=180)
         url = args.connect or (server.url if server else "")
-        figures = run(url, data, args.repeats, args.parsers)
+        token = server.token if server else os.environ.get(TOKEN_ENV)
+        figures = run(url, token, data, args.repeats, args.parsers)
     finally:
         if process:
             stop_group(process.pid)

@@ -8,22 +8,30 @@ database cannot be read), 2 bad settings, a bad contract or catalogue file, or u
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import shutil
 import sys
+import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ecom_assets.redaction import redact, redact_data, url_secrets
+from ecom_assets.resources.pgpass import Passwordless, PasswordSplitError, passwordless, pgpass_file
 from ecom_assets.settings import Settings, SettingsError, load_settings
 from ecom_assets.stack import supervisor
+from ecom_assets.stack.file_modes import STACK_UMASK
 from ecom_assets.stack.local import database_url
+from ecom_assets.stack.postgres_server import PostgresError, find_bin_dir
 
 
 def _up(settings: Settings, _args: argparse.Namespace) -> int:
     try:
         return supervisor.Supervisor(settings).up()
     except supervisor.StackError as exc:
-        print(f"[up] {exc}", file=sys.stderr)
+        print(redact(f"[up] {exc}"), file=sys.stderr)
         return 1
 
 
@@ -33,11 +41,13 @@ def _down(settings: Settings, _args: argparse.Namespace) -> int:
 
 def _status(settings: Settings, args: argparse.Namespace) -> int:
     parts = supervisor.status(settings)
+    secrets = url_secrets(settings.database.database_url)  # a detail may quote a driver error
     if args.json:
-        print(json.dumps([part.__dict__ for part in parts], indent=2))
+        print(json.dumps([redact_data(part.__dict__, secrets) for part in parts], indent=2))
     else:
         for part in parts:
-            print(f"{part.part:<11} {'healthy' if part.healthy else 'DOWN':<8} {part.detail}")
+            state = "healthy" if part.healthy else "DOWN"
+            print(redact(f"{part.part:<11} {state:<8} {part.detail}", secrets))
     return 0 if all(part.healthy for part in parts) else 1
 
 
@@ -46,15 +56,21 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
 
     from ecom_assets import replay
 
-    try:
+    try:  # what to replay is checked (and refused) before the database is asked anything
+        if args.dead_letters:
+            paths = None
+        elif args.file is not None:
+            paths = replay.find_file(settings, args.file)
+        else:
+            paths = replay.find_partition(settings, args.partition)
         with psycopg.connect(database_url(settings), autocommit=True) as conn:
-            if args.dead_letters:
+            if paths is None:
                 result = replay.replay_dead_letters(conn, settings, code=args.code)
-            elif args.file:
-                result = replay.replay_files(conn, settings, replay.find_file(settings, args.file))
             else:
-                paths = replay.find_partition(settings, args.partition)
                 result = replay.replay_files(conn, settings, paths)
+    except replay.ReplayRefused as exc:  # a usage error: a path or pattern where a name belongs
+        print(f"[replay] {exc}", file=sys.stderr)
+        return 2
     except replay.ReplayError as exc:
         print(f"[replay] {exc}", file=sys.stderr)
         return 1
@@ -77,9 +93,9 @@ def _health(settings: Settings, args: argparse.Namespace) -> int:
             report = load_health(conn, settings, datetime.now(tz=UTC))
     except (psycopg.Error, OSError) as exc:
         # unknown health is not healthy: monitoring scripts must see a failure
-        print(
-            f"[health] cannot read the pipeline's health from the database: {exc}", file=sys.stderr
-        )
+        reason = redact(str(exc), url_secrets(settings.database.database_url))
+        what = "[health] cannot read the pipeline's health from the database"
+        print(f"{what}: {reason}", file=sys.stderr)
         return 1
     print(report_json(report) if args.json else "\n".join(report_lines(report)))
     return HEALTH_EXIT_CODES[report.state]
@@ -136,9 +152,60 @@ def _catalog(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _db_url(settings: Settings, _args: argparse.Namespace) -> int:
-    print(database_url(settings))
+def _passwordless(settings: Settings) -> Passwordless:
+    """The database in use, its password moved to the installation's password file."""
+    return passwordless(database_url(settings), pgpass_file(settings.paths.state))
+
+
+def _db_url(settings: Settings, args: argparse.Namespace) -> int:
+    """Without --show-password the URL names the 0600 password file instead of holding the
+    password: `psql "$(ecom db-url)"` would put it into every local user's view of /proc."""
+    if args.show_password:
+        print(database_url(settings))
+        return 0
+    try:
+        print(_passwordless(settings).with_passfile())
+    except PasswordSplitError as exc:
+        print(f"[db-url] ECOM_DATABASE_URL: {exc}; see --show-password", file=sys.stderr)
+        return 2
     return 0
+
+
+def _find_psql(settings: Settings) -> str | None:
+    """ECOM_PG_BIN_DIR's psql, the one on PATH, or the one beside the embedded server's."""
+    configured = settings.database.pg_bin_dir
+    if configured is not None and (configured / "psql").is_file():
+        return str(configured / "psql")
+    if on_path := shutil.which("psql"):
+        return on_path
+    with contextlib.suppress(PostgresError):
+        beside_server = find_bin_dir(configured) / "psql"
+        if beside_server.is_file():
+            return str(beside_server)
+    return None
+
+
+def _psql(settings: Settings, args: argparse.Namespace) -> int:
+    """Become psql on the database in use. The password goes by PGPASSFILE, never on the
+    command line, which every local user can read in /proc/<pid>/cmdline."""
+    psql = _find_psql(settings)
+    if psql is None:
+        print(
+            "[psql] psql not found: install PostgreSQL's client (Debian: apt-get install "
+            "postgresql-client), or set ECOM_PG_BIN_DIR to a directory holding psql",
+            file=sys.stderr,
+        )
+        return 127
+    try:
+        database = _passwordless(settings)
+    except PasswordSplitError as exc:
+        print(f"[psql] ECOM_DATABASE_URL: {exc}", file=sys.stderr)
+        return 2
+    # psql needs no ECOM_ variable, and ECOM_DATABASE_URL would hand it the password
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ECOM_")}
+    env["PGPASSFILE"] = database.passfile
+    sys.stdout.flush()
+    os.execve(psql, [psql, database.url, *args.args], env)  # noqa: S606 - no shell, our argv
 
 
 def parser() -> argparse.ArgumentParser:
@@ -154,7 +221,24 @@ def parser() -> argparse.ArgumentParser:
         "health", help="pipeline health: exit 0 HEALTHY, 1 DEGRADED or unreadable, 3 NO_DATA"
     )
     health.add_argument("--json", action="store_true", help="machine-readable output")
-    commands.add_parser("db-url", help="print the URL of the database in use (for psql)")
+    db_url = commands.add_parser(
+        "db-url",
+        help="print the URL of the database in use; its password stays in the 0600 file the URL "
+        "names (passfile=), which every libpq client reads",
+    )
+    db_url.add_argument(
+        "--show-password",
+        action="store_true",
+        help="print the password in the URL, for clients that are not libpq (JDBC)",
+    )
+    psql = commands.add_parser(
+        "psql",
+        help="psql on the database in use, its password not on the command line; arguments go "
+        "to psql (ecom psql -c 'SELECT 1')",
+        prefix_chars="+",  # every argument, -c included, is psql's
+        add_help=False,
+    )
+    psql.add_argument("args", nargs=argparse.REMAINDER)
     commands.add_parser("migrate", help="apply pending sql/ migrations to the database in use")
     replay = commands.add_parser(
         "replay",
@@ -166,10 +250,14 @@ def parser() -> argparse.ArgumentParser:
     what = replay.add_mutually_exclusive_group(required=True)
     what.add_argument(
         "--file",
-        help="a processed or quarantined file name (a quarantined copy also by its stored "
-        "name, such as NAME~2.csv); refused while a file of that name waits in input/",
+        help="a processed or quarantined file name, matched exactly (no path, no pattern; a "
+        "quarantined copy also by its stored name, such as NAME~2.csv); refused while a file of "
+        "that name waits in input/",
     )
-    what.add_argument("--partition", help="an hourly partition key, e.g. 2026-01-29-10:00")
+    what.add_argument(
+        "--partition",
+        help="an hourly partition key, exactly as e.g. 2026-01-29-10:00 (a path is refused)",
+    )
     what.add_argument("--dead-letters", action="store_true", help="open dead letters")
     replay.add_argument("--code", help="with --dead-letters: only rows with this error code")
     contract = commands.add_parser("contract", help="check a contract file, show the one in force")
@@ -200,6 +288,7 @@ HANDLERS = {
     "status": _status,
     "health": _health,
     "db-url": _db_url,
+    "psql": _psql,
     "migrate": _migrate,
     "replay": _replay,
     "contract": _contract,
@@ -207,14 +296,24 @@ HANDLERS = {
 }
 
 
+def _print_redacted_traceback(kind: type[BaseException], exc: BaseException, tb: object) -> None:
+    """An uncaught error's traceback, redacted: a driver's message may quote a URL."""
+    print(redact("".join(traceback.format_exception(kind, exc, tb))), end="", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    sys.excepthook = _print_redacted_traceback
     try:
         settings = load_settings()
     except SettingsError as exc:
-        print(exc, file=sys.stderr)
+        print(redact(str(exc)), file=sys.stderr)
         return 2
-    return HANDLERS[args.command](settings, args)
+    previous = os.umask(STACK_UMASK)  # all an `ecom` command and its children create is private
+    try:
+        return HANDLERS[args.command](settings, args)
+    finally:
+        os.umask(previous)
 
 
 if __name__ == "__main__":

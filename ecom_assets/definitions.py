@@ -1,4 +1,8 @@
-"""The one Definitions object of the ecom code location."""
+"""The one Definitions object of the ecom code location.
+
+No secret is a plain value here: the UI shows resources' configured values, so the database
+URL reaches its resource as an EnvVar (ecom_assets/resources/postgres.py).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from ecom_assets.assets.monitoring import build_health_asset
 from ecom_assets.downstream import build_downstream_sensor
 from ecom_assets.jobs import build_ingest_job
 from ecom_assets.monitoring.run_failures import build_run_failure_sensors
-from ecom_assets.resources.postgres import PostgresResource
+from ecom_assets.resources.postgres import postgres_resource
 from ecom_assets.resources.spark import spark_resource
 from ecom_assets.schema.contract_file import load_contract
 from ecom_assets.sensors import make_input_files_sensor
@@ -37,10 +41,9 @@ defs = dg.Definitions(
         ),
     ],
     resources={
-        "postgres": PostgresResource(
-            url=settings.database.database_url,
-            connect_timeout_s=settings.database.db_connect_timeout_s,
-        ),  # events, dead letters, metrics, file ledger, alerts
-        "pyspark": spark_resource(settings.spark),  # Spark Connect session (or classic local)
+        # events, dead letters, metrics, file ledger, alerts
+        "postgres": postgres_resource(settings.database),
+        # a Spark Connect session (or classic local), with the installation's token
+        "pyspark": spark_resource(settings.spark, settings.paths.state),
     },
 )

@@ -42,6 +42,7 @@ from ecom_assets.ingest_batch import (
 from ecom_assets.monitoring.alerts import raise_batch_alerts
 from ecom_assets.monitoring.batches import BatchRecord, quality_status, record_batch
 from ecom_assets.monitoring.logs import LogSink
+from ecom_assets.redaction import redact, url_secrets
 from ecom_assets.reliability import (
     DependencyUnavailableError,
     Guard,
@@ -573,7 +574,7 @@ def _record_failure(
     log: LogSink,
 ) -> None:
     """Log the failed batch, release its files' claims and record it, if PostgreSQL answers."""
-    reason = describe_error(exc)
+    reason = redact(describe_error(exc), url_secrets(url))  # stored: the ledger, the UI
     log.error(f"[Batch {batch.number}] FAILED - {reason}")
     try:
         with connect(url, FAILURE_CONNECT_TIMEOUT_S) as conn:

@@ -47,6 +47,7 @@ from ecom_assets.resources.file_ledger import (
     claim_files,
     mark_quarantined,
 )
+from ecom_assets.resources.pgpass import pgpass_file
 from ecom_assets.schema.contract import Contract
 from ecom_assets.schema.detection import scan_file
 from ecom_assets.settings import Settings
@@ -221,7 +222,9 @@ def stage_batch(
             prepare_staging(conn, tables)
             catalogue = read_catalogue(conn)
             rows = FileRows.of(staged.readable, contract, catalogue, settings.quality, now())
-            counts = stage_routed(file_names(spark, staged.readable), url, tables, rows)
+            names = file_names(spark, staged.readable)
+            passfile = pgpass_file(settings.paths.state)
+            counts = stage_routed(names, url, tables, rows, passfile)
             staged.outcomes = _outcomes(counts, staged.readable, staged.began)
     return staged
 

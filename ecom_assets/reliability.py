@@ -29,6 +29,7 @@ from pyspark.errors.exceptions.connect import SparkConnectGrpcException
 from pyspark.sql import SparkSession
 
 from ecom_assets.monitoring.logs import LogSink
+from ecom_assets.redaction import redact
 from ecom_assets.settings import ReliabilitySettings
 
 T = TypeVar("T")
@@ -240,8 +241,13 @@ def _is_not(predicate: Callable[[BaseException], bool], exc: BaseException) -> b
 
 
 def describe_error(exc: BaseException | None) -> str:
-    """`Type: first line of the message`, short enough for a log line or a ledger column."""
-    text = str(exc).strip() or type(exc).__name__
+    """`Type: first line of the message`, short enough for a log line or a ledger column.
+
+    Redacted before it is cut: psycopg quotes a malformed URL whole, and a cut through its
+    userinfo would leave a password that no longer looks like one. Every error the pipeline
+    logs, stores in the ledger or shows in the UI is worded here.
+    """
+    text = redact(str(exc)).strip() or type(exc).__name__
     grpc = _GRPC_DETAILS.search(text)  # gRPC errors start with a line that says nothing
     line = f"{grpc['status']}: {grpc['details']}" if grpc else text.splitlines()[0]
     worker = _worker_error(text)

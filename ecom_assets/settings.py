@@ -9,14 +9,17 @@ bad value fails at start instead of deep inside a Spark job.
 from __future__ import annotations
 
 import os
+import re
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ecom_assets.redaction import redact
 
 SchemaChoice = Literal["v1", "v2", "v3", "mixed"]
 
@@ -69,6 +72,45 @@ class PathSettings(BaseSettings):
         return None if self.contract_file is None else self.resolve(self.contract_file)
 
 
+POSTGRES_URL_SCHEMES = ("postgresql://", "postgres://")
+_PERCENT_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def postgres_url_problem(url: str) -> str | None:
+    """Why `url` is not a plain libpq URL, or None. The answer never quotes the URL.
+
+    psycopg hands the URL to libpq, which knows no `postgresql+driver://` scheme, and Dagster's
+    storage reads the same URL through SQLAlchemy; a raw `@ / ? #` or space in the password
+    makes the two split it differently, and libpq then quotes the fragment it choked on (part
+    of the password) in its error. Refusing such URLs here keeps them out of every message.
+    """
+    if not url.startswith(POSTGRES_URL_SCHEMES):
+        return "must be a postgresql:// or postgres:// URL (psycopg/libpq form, no +driver)"
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return "must not contain spaces or control characters (percent-encode them: %20)"
+    if _PERCENT_ESCAPE.search(url):
+        return "has a '%' that is not a %XX escape (write a literal % as %25)"
+    if "#" in url:
+        return "must not contain '#' (percent-encode it in the password: %23)"
+    rest = url.split("://", 1)[1]
+    cut = re.search(r"[/?]", rest)
+    authority, tail = (rest[: cut.start()], rest[cut.start() :]) if cut else (rest, "")
+    path, _, query = tail.partition("?")
+    if authority.count("@") > 1 or "@" in path or ("@" in query and "@" not in authority):
+        return "has an unencoded '@', '/' or '?' in the user or password (use %40, %2F, %3F)"
+    host_port = authority.rpartition("@")[2]
+    if host_port.startswith("["):
+        if "]" not in host_port:
+            return "has an unclosed '[' in an IPv6 host"
+        host_port = host_port.rpartition("]")[2]
+    ports = [hp.rpartition(":")[2] for hp in host_port.split(",") if ":" in hp]
+    if any(not port.isdigit() for port in ports):
+        return "has a port that is not a number (percent-encode ':' '?' in the password)"
+    if any(item and "=" not in item for item in query.split("&")):
+        return "has a query parameter without '=' (percent-encode '?' in the password: %3F)"
+    return None
+
+
 class DatabaseSettings(BaseSettings):
     """PostgreSQL: an external server by URL, or the embedded one when the URL is unset."""
 
@@ -76,7 +118,8 @@ class DatabaseSettings(BaseSettings):
 
     database_url: str | None = Field(
         None,
-        description="postgresql://user:pass@host:port/db of an external server; unset = embedded.",
+        description="postgresql://user:pass@host:port/db of an external server (percent-encode "
+        "`@ / ? # %` and spaces in user and password); unset = embedded.",
     )
     dagster_database_url: str | None = Field(
         None,
@@ -92,11 +135,12 @@ class DatabaseSettings(BaseSettings):
 
     @field_validator("database_url", "dagster_database_url")
     @classmethod
-    def _postgres_scheme(cls, value: str | None) -> str | None:
+    def _postgres_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        if not value.startswith(("postgresql://", "postgres://", "postgresql+")):
-            raise ValueError("must be a postgresql:// URL")
+        problem = postgres_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @property
@@ -110,7 +154,15 @@ class SparkSettings(BaseSettings):
     model_config = _config("ECOM_SPARK_")
 
     remote: str | None = Field(
-        None, description="Spark Connect URL (sc://host:port) of a cluster; unset = local server."
+        None,
+        description="Spark Connect URL (sc://host:port) of a cluster; unset = local server. "
+        "Add `/;use_ssl=true` for TLS without a token; no `token=` here (ECOM_SPARK_TOKEN).",
+    )
+    token: SecretStr | None = Field(
+        None,
+        description="Token the remote server (ECOM_SPARK_REMOTE) requires; pyspark then uses TLS "
+        "(unless the host is localhost). The local server's is generated: "
+        "`<ECOM_STATE_DIR>/spark-connect.token`.",
     )
     mode: Literal["connect", "classic"] = Field(
         "connect", description="connect = Spark Connect session; classic = in-process SparkSession."
@@ -128,7 +180,16 @@ class SparkSettings(BaseSettings):
             return None
         if not value.startswith("sc://"):
             raise ValueError("must be a Spark Connect URL such as sc://host:15002")
+        parameters = value.partition("/;")[2].split(";")
+        if any(p.partition("=")[0].strip().lower() == "token" for p in parameters):
+            # the URL is shown (ecom status, the UI's resource page): the token goes apart
+            raise ValueError("must not carry a token: set ECOM_SPARK_TOKEN instead")
         return value
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _no_empty_token(cls, value: object) -> object:
+        return None if value == "" else value
 
     @property
     def managed(self) -> bool:
@@ -137,7 +198,9 @@ class SparkSettings(BaseSettings):
 
     @property
     def connect_url(self) -> str:
-        return self.remote or f"sc://127.0.0.1:{self.connect_port}"
+        """The remote's URL or the local server's: ``localhost``, not 127.0.0.1, for pyspark
+        sends a token over grpc's local (loopback) channel only to a host of that name."""
+        return self.remote or f"sc://localhost:{self.connect_port}"
 
 
 class DagsterSettings(BaseSettings):
@@ -147,6 +210,15 @@ class DagsterSettings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Webserver bind address.")
     port: int = Field(3000, ge=1024, le=65535, description="Webserver port.")
+    read_only: bool = Field(
+        False,
+        description=(
+            "The UI refuses every mutation (launching, cancelling or deleting runs, starting or "
+            "stopping sensors) for anyone who can reach its port; the sensors and runs go on. "
+            "For shared machines: the webserver has no login, and executes a mutation sent by "
+            "any web page its user visits (docs/security.md)."
+        ),
+    )
     max_concurrent_runs: int = Field(4, ge=1, le=100, description="Runs in progress at once.")
     dequeue_interval_s: int = Field(1, ge=1, le=60, description="Queued run coordinator tick.")
     run_pool: bool = Field(
@@ -500,13 +572,25 @@ def _allowed(group: type[BaseSettings], field: str) -> str:
     return ", ".join(bounds)
 
 
+SECRET_SETTING = re.compile(r"(URL|REMOTE|TOKEN|PASSWORD|SECRET|CREDENTIALS?)$")
+"""Variables whose value may carry a credential (a URL's password, a token). An error names
+them and never echoes their value: SettingsError reaches the terminal, the logs and the UI's
+code-location error."""
+SHOWN_VALUE_CHARS = 80
+
+
 def _describe(group: type[BaseSettings], error: dict[str, Any]) -> str:
     field = str(error["loc"][0]) if error["loc"] else ""
     name = env_var_name(group, field) if field in group.model_fields else field
-    value = os.environ.get(name, error.get("input"))
     allowed = _allowed(group, field) if field in group.model_fields else ""
     suffix = f" (allowed: {allowed})" if allowed else ""
-    return f"{name}={value!r}: {error['msg']}{suffix}"
+    message = redact(str(error["msg"]))
+    if SECRET_SETTING.search(name.upper()) or field not in group.model_fields:
+        return f"{name} (value not shown, it may hold a secret): {message}{suffix}"
+    value = repr(os.environ.get(name, error.get("input")))
+    if len(value) > SHOWN_VALUE_CHARS:
+        value = value[:SHOWN_VALUE_CHARS] + "…"
+    return f"{name}={redact(value)}: {message}{suffix}"
 
 
 def env_file() -> Path:

@@ -7,6 +7,7 @@ throwaway directories, so the suite needs nothing running beforehand and leaves 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import psycopg
 import pytest
 
 from ecom_assets.resources.migrations import apply_migrations, discover_migrations
+from ecom_assets.resources.spark_session import TOKEN_ENV
 from ecom_assets.settings import IngestionSettings, PathSettings, Settings, load_settings
 from ecom_assets.stack.postgres_server import EmbeddedPostgres, find_bin_dir
 from ecom_assets.stack.processes import free_port, stop_group
@@ -31,6 +33,12 @@ test writing files of an earlier hour (a fresh clone, a suite running across an 
 them held back for a reload. Set at import, before any test module loads the definitions; tests of
 the default start (test_partitions, test_partitions_reload) remove it."""
 os.environ.setdefault("ECOM_INGEST_PARTITIONS_START", SUITE_PARTITIONS_START)
+
+os.environ.setdefault(TOKEN_ENV, secrets.token_urlsafe(32))
+"""The suite's Spark Connect token: every server a test starts without a token file of its own
+takes it (LocalSparkConnect), and every client without a token of its own presents it, as
+pyspark reads this variable; the processes tests start inherit it. Stacks that tests start use
+their installation's token file instead, as `ecom up` does."""
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from ecom_assets.monitoring import webhook
 from ecom_assets.monitoring.alerts import (
     assess_batch,
     error_concentration_alert,
@@ -290,6 +291,7 @@ def test_alerts_are_posted_to_the_webhook(
     settings = with_monitoring(settings, webhook_url=with_credentials)
     log = RecordingLog()
     commit_and_raise(migrated_database_url, make_batch(1, latency=12.5), settings, log)
+    assert webhook.flush()  # the post is sent by the webhook's sender thread
     (request,) = hook.received
     assert request["path"] == "/alerts?token=s3cret"
     assert request["content_type"] == "application/json"
@@ -307,6 +309,7 @@ def test_alerts_are_posted_to_the_webhook(
 
     # a lasting problem is not posted again
     commit_and_raise(migrated_database_url, make_batch(2, latency=12.5), settings, log)
+    assert webhook.flush()
     assert len(hook.received) == 1
 
 
@@ -322,6 +325,7 @@ def test_unreachable_or_failing_webhook_is_a_warning_and_never_leaks_credentials
         log,
     )
     assert raised == ["WARNING high_latency"]  # stored and logged all the same
+    assert webhook.flush()  # the sender thread logs the failure
     assert open_alerts(migrated_database_url) == [("high_latency", "WARNING", PARTITION)]
     alert_line, failure = log.lines
     assert alert_line[1].startswith("ALERT [high_latency]")

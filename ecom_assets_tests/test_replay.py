@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -17,12 +18,13 @@ from ecom_assets.ingest import ingest_partition
 from ecom_assets.partitions import PARTITION_FORMAT
 from ecom_assets.replay import (
     ReplayError,
+    ReplayRefused,
     find_file,
     find_partition,
     replay_dead_letters,
     replay_files,
 )
-from ecom_assets.resources.event_files import quarantine
+from ecom_assets.resources.event_files import REASON_SUFFIX, quarantine
 from ecom_assets.settings import (
     IngestionSettings,
     PathSettings,
@@ -295,3 +297,151 @@ def test_a_replay_from_another_file_system(url: str, settings: Settings, tmp_pat
         assert list(hour.iterdir()) == []
     finally:
         shutil.rmtree(processed, ignore_errors=True)
+
+
+# --- what to replay is taken literally: no path, no pattern, no link leads out ----------------
+
+HOUR = "2026-01-01-10:00"
+
+
+def tree(root: Path) -> dict[str, bytes | str]:
+    """Every file under root by relative path: its bytes, or "-> target" for a link."""
+    found: dict[str, bytes | str] = {}
+    for path in sorted(root.rglob("*")):
+        key = str(path.relative_to(root))
+        if path.is_symlink():
+            found[key] = f"-> {os.readlink(path)}"
+        elif path.is_file():
+            found[key] = path.read_bytes()
+    return found
+
+
+@pytest.fixture
+def stored(settings: Settings, tmp_path: Path) -> Path:
+    """processed/<HOUR>/c.csv and d.csv, a quarantined a.csv, and a directory outside the data
+    directories holding CSV files; returns that outside directory."""
+    hour = settings.processed_dir / HOUR
+    hour.mkdir(parents=True)
+    (hour / "c.csv").write_bytes(b"committed c")
+    (hour / "d.csv").write_bytes(b"committed d")
+    settings.input_dir.mkdir(parents=True)
+    (settings.input_dir / "a.csv").write_bytes(b"quarantined a")
+    quarantine(settings.input_dir / "a.csv", settings.quarantine_dir, {"reason": "test"})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.csv").write_bytes(b"SECRET-LINE\n")
+    return outside
+
+
+def cli_replay(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real `ecom replay`; a refusal needs no database (it comes before the connection)."""
+    env = {
+        "ECOM_HOME": str(settings.paths.root),
+        "ECOM_ENV_FILE": "/nonexistent.env",
+        "PATH": "/usr/bin:/bin",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "ecom_assets.cli", "replay", *args],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "partition",
+    ["../quarantine", "..", ".", "ABSOLUTE", "a/../../x", f"{HOUR}/../../quarantine", f"{HOUR}/",
+     "2026-1-1-10:00", "2026-01-01-10:30", " 2026-01-01-10:00", "*", "", f"{HOUR}\0"],
+)  # fmt: skip
+def test_a_partition_that_is_no_key_is_refused_and_nothing_moves(
+    settings: Settings, stored: Path, partition: str
+) -> None:
+    partition = str(stored) if partition == "ABSOLUTE" else partition
+    before = tree(settings.paths.root)
+    with pytest.raises(ReplayRefused, match="not an hourly partition key") as error:
+        find_partition(settings, partition)
+    assert repr(partition) in str(error.value)
+    if partition in (str(stored), "../quarantine", "a/../../x"):  # the command too (3 s each)
+        result = cli_replay(settings, "--partition", partition)
+        assert result.returncode == 2, result.stderr
+        assert f"partition {partition!r} refused: not an hourly partition key" in result.stderr
+    assert tree(settings.paths.root) == before
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../quarantine/a.csv", f"{HOUR}/c.csv", "ABSOLUTE", ".", "..", "a/../../x", "", "a\0.csv"],
+)
+def test_a_file_that_is_no_bare_name_is_refused_and_nothing_moves(
+    settings: Settings, stored: Path, name: str
+) -> None:
+    name = str(stored / "secret.csv") if name == "ABSOLUTE" else name
+    before = tree(settings.paths.root)
+    with pytest.raises(ReplayRefused, match="give a bare file name") as error:
+        find_file(settings, name)
+    assert repr(name) in str(error.value)
+    if name in (str(stored / "secret.csv"), "../quarantine/a.csv"):
+        result = cli_replay(settings, "--file", name)
+        assert result.returncode == 2, result.stderr
+        assert f"file {name!r} refused" in result.stderr
+    assert tree(settings.paths.root) == before
+
+
+@pytest.mark.parametrize("pattern", ["*", "*.csv", "?.csv", "[a].csv", "[cd].csv", "c.cs?"])
+def test_a_pattern_matches_only_a_file_of_that_very_name(
+    settings: Settings, stored: Path, pattern: str
+) -> None:
+    before = tree(settings.paths.root)
+    with pytest.raises(ReplayError, match="matched exactly, never as a pattern"):
+        find_file(settings, pattern)
+    if pattern == "*":
+        result = cli_replay(settings, "--file", pattern)
+        assert result.returncode == 1 and "matched exactly" in result.stderr, result.stderr
+    assert tree(settings.paths.root) == before
+    # a file whose name holds those characters (quarantined for its name) is found by it
+    literal = settings.input_dir / pattern
+    literal.write_bytes(b"odd name")
+    kept = quarantine(literal, settings.quarantine_dir, {"reason": "name"})
+    assert find_file(settings, pattern) == [kept]
+
+
+def test_a_linked_partition_directory_or_file_is_refused_and_nothing_moves(
+    url: str, settings: Settings, stored: Path
+) -> None:
+    """A symbolic link planted in processed/ or quarantine/ never moves what it points to."""
+    linked_hour = "2026-01-01-11:00"
+    (settings.processed_dir / linked_hour).symlink_to(stored, target_is_directory=True)
+    (settings.processed_dir / HOUR / "e.csv").symlink_to(stored / "secret.csv")
+    (settings.quarantine_dir / "q.csv").symlink_to(stored / "secret.csv")
+    before = tree(settings.paths.root)
+    with pytest.raises(ReplayRefused, match=r"is a symbolic link; only a directory"):
+        find_partition(settings, linked_hour)
+    with pytest.raises(ReplayRefused, match=r"e\.csv refused: not a regular file"):
+        find_partition(settings, HOUR)  # one link in it refuses the whole partition
+    for name in ("secret.csv", "e.csv", "q.csv"):  # links are not files to look for
+        assert find_file(settings, name) == []
+    with psycopg.connect(url, autocommit=True) as conn:
+        for path in (
+            stored / "secret.csv",  # outside the data directories
+            settings.processed_dir / linked_hour / "secret.csv",  # through a linked directory
+            settings.quarantine_dir / "q.csv",  # a link itself
+            settings.processed_dir / HOUR,  # a directory
+        ):
+            with pytest.raises(ReplayRefused, match="nothing was replayed"):
+                replay_files(conn, settings, [path])
+    for args in (["--partition", linked_hour], ["--partition", HOUR]):
+        result = cli_replay(settings, *args)
+        assert result.returncode == 2 and "refused" in result.stderr, result.stderr
+    assert tree(settings.paths.root) == before
+    assert not any(settings.input_dir.iterdir())
+    assert ledger(url) == {}
+
+
+def test_a_reason_file_naming_a_path_is_refused(url: str, settings: Settings, stored: Path):
+    """The name a quarantined file goes back under comes from its reason file: a bare name too."""
+    (settings.quarantine_dir / f"a.csv{REASON_SUFFIX}").write_text(json.dumps({"file": ".."}))
+    before = tree(settings.paths.root)
+    with (
+        psycopg.connect(url, autocommit=True) as conn,
+        pytest.raises(ReplayRefused, match=r"file '\.\.' refused"),
+    ):
+        replay_files(conn, settings, find_file(settings, "a.csv"))
+    assert tree(settings.paths.root) == before and ledger(url) == {}

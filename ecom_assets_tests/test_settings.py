@@ -22,7 +22,7 @@ def test_defaults_match_the_documented_platform() -> None:
     settings = load_settings()
     assert settings.database.embedded is True
     assert settings.spark.managed is True
-    assert settings.spark.connect_url == "sc://127.0.0.1:15002"
+    assert settings.spark.connect_url == "sc://localhost:15002"  # the token travels to it
     assert settings.quality.min_validity == 0.95
     assert settings.quality.max_error_share == 0.10
     assert settings.generator.events_per_file == 100
@@ -53,7 +53,8 @@ def test_paths_resolve_under_home_and_data_dir(monkeypatch: pytest.MonkeyPatch, 
         ("ECOM_PG_PORT", "80", "ECOM_PG_PORT='80'"),
         ("ECOM_SPARK_DRIVER_MEMORY", "lots", "matching"),
         ("ECOM_SPARK_REMOTE", "http://x:1", "must be a Spark Connect URL"),
-        ("ECOM_DATABASE_URL", "mysql://x", "must be a postgresql:// URL"),
+        ("ECOM_DATABASE_URL", "mysql://x", "must be a postgresql:// or postgres:// URL"),
+        ("ECOM_DATABASE_URL", "mysql://x", "ECOM_DATABASE_URL (value not shown"),
         ("ECOM_GENERATOR_SCHEMA_VERSION", "v9", "ECOM_GENERATOR_SCHEMA_VERSION='v9'"),
         ("ECOM_ALERT_WEBHOOK_URL", "ftp://x", "http:// or https://"),
         ("ECOM_DAGSTER_ANALYTICS_CRON", "every hour", "cron expression"),
@@ -139,3 +140,83 @@ def test_max_file_mb_defaults_to_a_worker_sized_limit_and_refuses_zero(
         load_settings()
     monkeypatch.setenv("ECOM_INGEST_MAX_FILE_MB", "2048")
     assert load_settings().ingestion.max_file_mb == 2048
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://ecom:pw@db.example:5432/ecom",
+        "postgres://ecom:pw@db.example/ecom",
+        "postgresql://ecom:p%40ss%2Fw%23rd%3F%20x@db.example/ecom",  # every special char encoded
+        "postgresql://ecom:pässwörd@db.example/ecom",  # libpq takes raw UTF-8
+        "postgresql://:pw@db.example/ecom",
+        "postgresql://ecom@/ecom?host=/var/run/postgresql",
+        "postgresql://ecom:pw@[::1]:5432/ecom",
+        "postgresql://ecom:pw@h1:5432,h2:5433/ecom?target_session_attrs=read-write",
+        "postgresql://ecom@db.example/ecom?password=pw&sslmode=require",
+    ],
+)
+def test_plain_libpq_urls_are_accepted(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("ECOM_DATABASE_URL", url)
+    assert load_settings().database.database_url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql+psycopg://u:PW@h/db", "no +driver"),
+        ("mysql://u:PW@h/db", "must be a postgresql:// or postgres:// URL"),
+        ("host=h password=PW", "must be a postgresql:// or postgres:// URL"),
+        ("postgresql://u:P W@h/db", "spaces"),
+        ("postgresql://u:P%ZZW@h/db", "not a %XX escape"),
+        ("postgresql://u:P#W@h/db", "'#'"),
+        ("postgresql://u:P@W@h/db", "unencoded '@'"),
+        ("postgresql://u:12/W@h/db", "unencoded '@'"),
+        ("postgresql://u:12?W@h/db", "unencoded '@'"),
+        ("postgresql://u:P/W@h/db", "unencoded '@'"),
+        ("postgresql://u:P?W@h/db", "unencoded '@'"),
+        ("postgresql://u:PW@h:notaport/db", "port that is not a number"),
+        ("postgres://u:PW@[::1", "unclosed '['"),
+        ("postgresql://u:PW@h/db?PW", "without '='"),
+    ],
+)
+def test_other_database_urls_are_refused_without_echoing_them(
+    monkeypatch: pytest.MonkeyPatch, url: str, expected: str
+) -> None:
+    for variable in ("ECOM_DATABASE_URL", "ECOM_DAGSTER_DATABASE_URL"):
+        monkeypatch.setenv(variable, url)
+        with pytest.raises(SettingsError) as error:
+            load_settings()
+        message = str(error.value)
+        assert f"{variable} (value not shown" in message
+        assert expected in message
+        assert "PW" not in message and "P W" not in message
+        monkeypatch.delenv(variable)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("ECOM_SPARK_REMOTE", "grpc://u:PW@h:15002/;token=PW"),
+        ("ECOM_ALERT_WEBHOOK_URL", "ftp://u:PW@hooks.example/PW"),
+    ],
+)
+def test_settings_that_may_hold_a_secret_are_named_not_echoed(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert f"{variable} (value not shown" in str(error.value)
+    assert "PW" not in str(error.value)
+
+
+def test_an_echoed_value_is_redacted_and_shortened(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ECOM_SPARK_DRIVER_MEMORY", "postgresql://u:PW@h/db")
+    monkeypatch.setenv("ECOM_GENERATOR_SCHEMA_VERSION", "v" * 500)
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    message = str(error.value)
+    assert "ECOM_SPARK_DRIVER_MEMORY='postgresql://u:***@h/db'" in message
+    assert "PW" not in message
+    assert f"ECOM_GENERATOR_SCHEMA_VERSION='{'v' * 79}…" in message

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -19,7 +20,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from ecom_assets.stack.file_modes import PASSAGE
 from ecom_assets.stack.local import isolated_environment
+from ecom_assets.stack.postgres_server import server_user
 from ecom_assets.stack.processes import wait_until
 
 ECOM = [sys.executable, "-m", "ecom_assets.cli"]
@@ -69,6 +72,28 @@ def listening_addresses(port: int) -> set[str]:
                 ipv6 = ipaddress.IPv6Address(words)
                 addresses.add(str(ipv6.ipv4_mapped or ipv6))
     return addresses
+
+
+def open_to_others(*tops: Path) -> list[str]:
+    """Entries under tops that any group or other user may read, write or enter; but the
+    passage (group x) through the state directory that the embedded PostgreSQL's group has
+    under root. Symbolic links have no mode of their own; entries gone meanwhile are skipped."""
+    server = server_user()
+    found = []
+    for top in tops:
+        for directory, subdirectories, files in os.walk(top):
+            names = [directory] if directory == str(top) else []
+            for path in names + [os.path.join(directory, n) for n in subdirectories + files]:
+                try:
+                    info = os.lstat(path)
+                except FileNotFoundError:
+                    continue
+                wider = stat.S_IMODE(info.st_mode) & 0o077
+                if server and info.st_gid == server.gid and stat.S_ISDIR(info.st_mode):
+                    wider &= ~PASSAGE
+                if wider and not stat.S_ISLNK(info.st_mode):
+                    found.append(f"{stat.S_IMODE(info.st_mode):04o} {path}")
+    return found
 
 
 def start_up(env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str]]:
@@ -139,6 +164,8 @@ def test_up_status_down_and_resume(stack_env: dict[str, str]) -> None:
         ).fetchone()
     assert events > 0
     print(f"live: first files committed, max file-to-commit latency {latency} s")
+    # generated, ingested and moved files, logs, Dagster's and Spark's: the stack's user's only
+    assert open_to_others(Path(home) / ".ecom", Path(home) / "data") == []
     with psycopg.connect(db_url) as conn:
         conn.execute(
             "INSERT INTO dead_letter_events (source_file, source_line, error_codes, raw_record) "

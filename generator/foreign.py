@@ -22,6 +22,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import random
 import sys
 import uuid
@@ -261,7 +262,9 @@ class ShopWriter:
         text = ("\ufeff" if shop.bom else "") + buffer.getvalue()
         directory.mkdir(parents=True, exist_ok=True)
         temporary = directory / f".{name}.tmp"
-        temporary.write_text(text, encoding="utf-8", newline="")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        with open(os.open(temporary, flags, 0o600), "w", encoding="utf-8", newline="") as out:
+            out.write(text)  # 0600, as generator.writer: user and session ids
         temporary.replace(directory / name)  # atomic, as producers should
         return ShopFile(directory / name, lines)
 

@@ -2,7 +2,8 @@
 
 Content goes to a hidden temp file (name starting with '.') in the target directory, is flushed
 and fsynced, then renamed over the final name; os.replace is atomic within one file system. On
-any failure the temp file is removed, so a full disk never leaves half a file behind.
+any failure the temp file is removed, so a full disk never leaves half a file behind. Files are
+0600: they hold user and session ids, for the pipeline that runs as the same user.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def write_atomic(path: Path, chunks: Iterable[bytes]) -> Path:
     """Write `chunks` to the temp file, make it durable, then give it its final name."""
     temp = temp_path(path)
     try:
-        with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "wb") as handle:
+        with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)  # a crashed attempt's leftover keeps its own mode
             for chunk in chunks:
                 handle.write(chunk)
             handle.flush()

@@ -25,7 +25,8 @@ import psycopg
 
 from ecom_assets.monitoring.batches import BatchRecord
 from ecom_assets.monitoring.logs import LogSink
-from ecom_assets.monitoring.webhook import post_json
+from ecom_assets.monitoring.webhook import queue_post
+from ecom_assets.redaction import redact, redact_data
 from ecom_assets.settings import MonitoringSettings, QualitySettings, Settings
 
 AlertKind = Literal[
@@ -51,6 +52,12 @@ class Alert:
     details: Mapping[str, object] = field(default_factory=dict)
     alert_id: int | None = None
     raised_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        # a message or detail may quote an error that quoted a URL; redacted here, every alert
+        # is stored, logged, posted and shown redacted
+        object.__setattr__(self, "message", redact(self.message))
+        object.__setattr__(self, "details", redact_data(dict(self.details)))
 
     @property
     def line(self) -> str:
@@ -264,10 +271,11 @@ def resolve_alerts(conn: psycopg.Connection, kind: AlertKind) -> int:
 
 
 def publish(alert: Alert, monitoring: MonitoringSettings, log: LogSink) -> None:
-    """Log a stored alert at its level and post it to the webhook when one is configured."""
+    """Log a stored alert at its level and queue its webhook post when one is configured: the
+    post is sent by the webhook's sender thread, so this never waits for the endpoint."""
     (log.error if alert.level == "ERROR" else log.warning)(alert.line)
     if monitoring.webhook_url:
-        post_json(monitoring.webhook_url, alert.as_dict(), log)
+        queue_post(monitoring.webhook_url, alert.as_dict(), log)
 
 
 def log_resolved(log: LogSink, kind: AlertKind, count: int, by: str) -> None:
@@ -280,9 +288,10 @@ def raise_batch_alerts(
 ) -> list[Alert]:
     """Judge a completed batch whose row is committed; store, resolve, log and post alerts.
 
-    The database work is one transaction; logging and the webhook follow its commit, so a slow
-    endpoint holds no lock. Database errors propagate (the caller decides whether monitoring
-    may fail its run); webhook errors never do. Returns the alerts stored now.
+    The database work is one transaction; logging and the queued webhook post follow its commit,
+    so a slow endpoint holds no lock and delays no batch. Database errors propagate (the caller
+    decides whether monitoring may fail its run); webhook errors never do. Returns the alerts
+    stored now.
     """
     if batch.status != "completed":
         return []

@@ -2,7 +2,9 @@
 
 `ecom health` and the `pipeline_health` asset both call `load_health`, so the terminal and the
 UI always agree. The state is decided by the pure `classify`; the rules are in its docstring
-and in docs/runbook.md ("Health and alerts").
+and in docs/runbook.md ("Health and alerts"). Text read from the database (alert messages,
+quarantine reasons) may quote an error that quoted a URL: it is redacted as it is read, so the
+terminal, the JSON and the asset's metadata in the UI all show the redacted form.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Literal
 import psycopg
 
 from ecom_assets.monitoring.alerts import Alert
+from ecom_assets.redaction import redact, redact_data
 from ecom_assets.settings import Settings
 
 HealthState = Literal["HEALTHY", "DEGRADED", "NO_DATA"]
@@ -143,10 +146,10 @@ def load_open_alerts(conn: psycopg.Connection) -> tuple[Alert, ...]:
         Alert(
             kind=kind,
             level=level,
-            message=message,
+            message=redact(message),
             partition_key=partition,
             run_id=run_id,
-            details=details,
+            details=redact_data(details or {}),
             alert_id=alert_id,
             raised_at=raised_at,
         )
@@ -173,7 +176,7 @@ def load_facts(conn: psycopg.Connection, settings: Settings, now: datetime) -> H
         files_committed=committed,
         files_quarantined=quarantined,
         files_failing=failing,
-        latest_quarantined=tuple((name, reason) for name, reason in quarantined_files),
+        latest_quarantined=tuple((name, redact(reason)) for name, reason in quarantined_files),
         batches_completed=completed,
         batches_failed=failed,
         window_batches=size,
@@ -218,8 +221,8 @@ def report_lines(report: HealthReport) -> list[str]:
         f"open alerts   {len(facts.open_alerts)}",
     ]
     lines += [f"  {alert.level:<8} {alert.kind:<20} {alert.message}" for alert in facts.open_alerts]
-    return lines
+    return [redact(line) for line in lines]
 
 
 def report_json(report: HealthReport) -> str:
-    return json.dumps(report.as_dict(), indent=2, default=str)
+    return json.dumps(redact_data(report.as_dict()), indent=2, default=str)

@@ -3,7 +3,7 @@
 Lines read `2026-01-29 10:30:20 | INFO     | message` (UTC, level padded to 8). Each process
 writes `<prefix>_YYYYMMDD.log` for the UTC date of each line, so a process running past
 midnight continues in the next day's file. `Tee` sends the same lines to the Dagster run log,
-so the UI and the files tell the same story.
+so the UI and the files tell the same story. Both redact every line (ecom_assets/redaction.py).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import os
 import time
 from pathlib import Path
 from typing import Protocol
+
+from ecom_assets.redaction import redact
 
 LINE_FORMAT = "%(asctime)s | %(levelname)-8s | %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -49,8 +51,16 @@ class DailyFileHandler(logging.FileHandler):
         super().emit(record)
 
 
+class RedactingFormatter(logging.Formatter):
+    """Formats a record, then redacts the whole line: the message, its arguments and any
+    traceback. Files are the last stop of a log line, so no caller's care is relied on."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
 def formatter() -> logging.Formatter:
-    fmt = logging.Formatter(LINE_FORMAT, DATE_FORMAT)
+    fmt = RedactingFormatter(LINE_FORMAT, DATE_FORMAT)
     fmt.converter = time.gmtime
     return fmt
 
@@ -85,19 +95,20 @@ def ingest_logger(log_dir: Path) -> logging.Logger:
 
 
 class Tee:
-    """Sends every line to several sinks, e.g. the ingest log file and the Dagster run log."""
+    """Sends every line, redacted, to several sinks, e.g. the ingest log file and the Dagster
+    run log (which the UI shows and no formatter of ours touches)."""
 
     def __init__(self, *sinks: LogSink) -> None:
         self._sinks = sinks
 
     def info(self, msg: str) -> None:
         for sink in self._sinks:
-            sink.info(msg)
+            sink.info(redact(msg))
 
     def warning(self, msg: str) -> None:
         for sink in self._sinks:
-            sink.warning(msg)
+            sink.warning(redact(msg))
 
     def error(self, msg: str) -> None:
         for sink in self._sinks:
-            sink.error(msg)
+            sink.error(redact(msg))

@@ -4,6 +4,8 @@ The number of consecutive failures comes from Dagster's run history (the job's l
 runs until a success), so it survives restarts and needs no state of its own: the first failure
 is a WARNING, ECOM_ALERT_CONSECUTIVE_FAILURES in a row an ERROR. A run that fails because
 PostgreSQL is down cannot store its alert, so then the alert is still logged and posted.
+The failure's text comes from Dagster's record of the step's exception, which nothing of ours
+has worded: it is redacted before it becomes an alert, a log line or a webhook payload.
 """
 
 # no `from __future__ import annotations`: Dagster inspects the sensors' parameter annotations
@@ -23,6 +25,7 @@ from ecom_assets.monitoring.alerts import (
     store_alert,
 )
 from ecom_assets.monitoring.logs import LogSink, Tee, ingest_logger
+from ecom_assets.redaction import redact
 from ecom_assets.resources.postgres import PostgresResource
 from ecom_assets.settings import MonitoringSettings, Settings
 
@@ -72,7 +75,8 @@ def failure_streak(instance: dg.DagsterInstance, job_name: str, run_id: str) -> 
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    """One redacted line; redacted first, while each URL still ends its line as it did."""
+    return " ".join(redact(text).split())
 
 
 def failure_reason(context: dg.RunFailureSensorContext) -> str:

@@ -21,6 +21,7 @@ import itertools
 import json
 import os
 import shutil
+import stat
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ecom_assets.partitions import partition_key
+from ecom_assets.safe_open import open_regular, read_regular
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ def _ends_a_line(path: str, size: int) -> bool:
     if size == 0:
         return False
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
     except OSError:
@@ -228,7 +230,7 @@ def _claim_reason(temporary: Path, reason_file: Path, name: str) -> bool:
 def _named_in(reason_file: Path) -> str | None:
     """The "file" field of a reason file, if it holds a plain file name."""
     try:
-        text = reason_file.read_text(encoding="utf-8", errors="surrogateescape")
+        text = read_regular(reason_file).decode("utf-8", errors="surrogateescape")
         name = json.loads(text)["file"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -285,6 +287,9 @@ def move(source: Path, target: Path, *, exclusive: bool) -> None:
     except OSError as error:
         if error.errno != errno.EXDEV:
             raise
+    if _is_link_or_fifo(source):
+        _recreate_across(source, target, exclusive)
+        return
     _copy_across(source, target, exclusive)
 
 
@@ -319,11 +324,15 @@ def _copy_across(source: Path, target: Path, exclusive: bool) -> None:
     if exclusive and os.path.lexists(target):
         raise FileExistsError(errno.EEXIST, "file exists", str(target))
     temporary = target.with_name(_temporary_name(source.name, "copy"))
-    with open(source, "rb") as src, open(temporary, "wb") as out:
+    with open_regular(source) as src, open(temporary, "wb") as out:
         shutil.copyfileobj(src, out, COPY_CHUNK)
         out.flush()
         os.fsync(out.fileno())
-    shutil.copystat(source, temporary)  # the modification time, which partitions may use
+        copied = os.fstat(src.fileno())
+    # the modification time, which partitions may use; the owner's bits only: the copy is the
+    # stack's file, private whatever mode its producer gave it (docs/security.md)
+    os.utime(temporary, ns=(copied.st_atime_ns, copied.st_mtime_ns))
+    os.chmod(temporary, stat.S_IMODE(copied.st_mode) & 0o700)
     try:
         if exclusive:
             if not _place_new(temporary, target):
@@ -333,6 +342,34 @@ def _copy_across(source: Path, target: Path, exclusive: bool) -> None:
     finally:
         temporary.unlink(missing_ok=True)
     _fsync_directory(target.parent)
+    os.unlink(source)
+
+
+def _is_link_or_fifo(path: Path) -> bool:
+    mode = os.lstat(path).st_mode
+    return stat.S_ISLNK(mode) or stat.S_ISFIFO(mode)
+
+
+def _recreate_across(source: Path, target: Path, exclusive: bool) -> None:
+    """A symbolic link or FIFO swapped in for a listed file (the run quarantines it as not a
+    regular file) crosses file systems as what it is, recreated: reading it would follow the
+    link or wait for a writer forever (safe_open)."""
+    if exclusive and os.path.lexists(target):
+        raise FileExistsError(errno.EEXIST, "file exists", str(target))
+    temporary = target.with_name(_temporary_name(source.name, "special"))
+    temporary.unlink(missing_ok=True)
+    if stat.S_ISLNK(os.lstat(source).st_mode):
+        os.symlink(os.readlink(source), temporary)
+    else:
+        os.mkfifo(temporary, 0o600)
+    try:
+        if exclusive:
+            if not _place_new(temporary, target):
+                raise FileExistsError(errno.EEXIST, "file exists", str(target))
+        else:
+            os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
     os.unlink(source)
 
 

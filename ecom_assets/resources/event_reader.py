@@ -22,6 +22,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 
 from ecom_assets.partitions import produced_at
+from ecom_assets.safe_open import read_regular
 from ecom_assets.schema.csv_records import FILE, SOURCE_LINE, read_records
 from ecom_assets.schema.detection import HeaderMatch, detect_file
 from ecom_assets.schema.extras import EXTRAS, extras_column
@@ -59,8 +60,9 @@ class ReadableFile:
 
     def read(self) -> bytes:
         """The file's bytes, as scanned: a file rewritten since (a producer still writing, a
-        copy over it) would commit other rows than the ledger's fingerprint describes."""
-        content = self.path.read_bytes()
+        copy over it) would commit other rows than the ledger's fingerprint describes. A name
+        swapped for a link or a FIFO since the scan is not read (NotRegularFileError)."""
+        content = read_regular(self.path)
         if self.sha256 is not None and hashlib.sha256(content).hexdigest() != self.sha256:
             raise FileChangedError(
                 f"{self.path.name} changed after its scan (now {len(content)} bytes, another "

@@ -7,6 +7,11 @@ The driver then moves them with `INSERT ... ON CONFLICT DO NOTHING`, writes the 
 and marks the files committed in ONE transaction. A crash before that commit leaves only staging
 rows, which the next run of the partition drops; a crash after it leaves committed files that
 only need moving. Re-running is always safe.
+
+A task's function is pickled into the plan that goes to the Spark server, so it holds the URL
+without its password: the task's libpq reads it from the installation's password file
+(resources/pgpass.py). A remote cluster's executors do not have that file: give them
+PGPASSWORD, PGPASSFILE or a service file (docs/runbook.md).
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 
 import psycopg
 import pyarrow as pa
 from psycopg import sql
 from pyspark.sql import DataFrame
 
+from ecom_assets.resources.pgpass import Passwordless, passwordless
 from ecom_assets.schema.versions import LATEST, VERSIONS
 from ecom_assets.transforms.arrow_routing import FileCounts, add_counts, route_batches
 from ecom_assets.transforms.file_rows import FileRows
@@ -82,7 +89,7 @@ def _copy_statement(table: str, columns: Sequence[str]) -> sql.Composed:
 
 
 def routing_writer(
-    url: str, tables: StagingTables, rows: FileRows
+    database: Passwordless, tables: StagingTables, rows: FileRows
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """A mapInArrow function: route one task's files (``FileRows``), COPY their valid rows and
     dead letters into the staging tables, and yield its counts per file (``FileCounts`` as
@@ -90,12 +97,17 @@ def routing_writer(
 
     Two connections, one COPY each, committed when the task ends; a failed task leaves nothing.
     Both COPY streams stay open while the rows pass, so no task holds its dead letters in memory.
+    The function is pickled into the plan: ``database`` holds no password.
     """
     events_copy = _copy_statement(tables.events, EVENT_COLUMNS)
     dead_copy = _copy_statement(tables.dead_letters, DEAD_LETTER_COLUMNS)
 
     def write(names: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        with psycopg.connect(url) as events_conn, psycopg.connect(url) as dead_conn:
+        options = database.connect_options()  # the password file, where this worker has it
+        with (
+            psycopg.connect(database.url, **options) as events_conn,
+            psycopg.connect(database.url, **options) as dead_conn,
+        ):
             for conn in (events_conn, dead_conn):
                 conn.execute("SET TIME ZONE 'UTC'")
             with (
@@ -139,11 +151,17 @@ def _discard(_: bytes) -> None:
 
 
 def stage_routed(
-    names: DataFrame, url: str, tables: StagingTables, rows: FileRows
+    names: DataFrame,
+    url: str,
+    tables: StagingTables,
+    rows: FileRows,
+    passfile: Path,
 ) -> dict[str, FileCounts]:
     """Route and stage files (``event_reader.file_names``) from the executors in one pass;
-    the counts per file."""
-    return run_tasks(names, routing_writer(url, tables, rows))
+    the counts per file. ``url``'s password goes to the password file ``passfile`` (the
+    installation's ``<ECOM_STATE_DIR>/pgpass``), never into the tasks."""
+    database = passwordless(url, passfile)
+    return run_tasks(names, routing_writer(database, tables, rows))
 
 
 def run_tasks(
@@ -151,11 +169,17 @@ def run_tasks(
 ) -> dict[str, FileCounts]:
     """Run ``task`` over the files, at most COPY_TASKS at once (``coalesce``); the counts of
     its ``counts_batch`` rows, added up per file."""
-    written = names.coalesce(COPY_TASKS).mapInArrow(task, "source_file string, counts string")
     counts: dict[str, FileCounts] = {}
-    for row in written.collect():
+    for row in task_plan(names, task).collect():
         add_counts(counts, {row["source_file"]: FileCounts.from_json(row["counts"])})
     return counts
+
+
+def task_plan(
+    names: DataFrame, task: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
+) -> DataFrame:
+    """The plan ``run_tasks`` sends to the server: ``task`` travels in it, pickled."""
+    return names.coalesce(COPY_TASKS).mapInArrow(task, "source_file string, counts string")
 
 
 def staged_rows(conn: psycopg.Connection, tables: StagingTables) -> tuple[int, int]:

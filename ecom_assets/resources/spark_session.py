@@ -1,18 +1,65 @@
-"""Spark Connect sessions shared by every client of a server, and renewed when it restarts.
+"""Spark Connect sessions: authenticated, shared by every client of a server, renewed when it
+restarts.
+
+A Connect server runs any Python a client sends (``mapInArrow``) as the stack's user, so every
+client presents a token: the local server's is generated per installation into a 0600 file of
+the state directory, a remote one's is the ECOM_SPARK_TOKEN setting. It goes into the client's
+channel (pyspark's ``token`` parameter), never into a URL or a Dagster config, which the UI
+shows, nor into the process environment, which every child would inherit. With a token pyspark
+opens an encrypted channel, or for the host ``localhost`` a local one (grpc's local credentials:
+loopback only, in clear); any other host needs TLS.
 
 Free of Dagster: the ingest core (ingest.py) renews its session itself between batches.
 """
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 from pyspark.sql import SparkSession
+from pyspark.sql.connect.client import ChannelBuilder, DefaultChannelBuilder
+from pyspark.sql.connect.session import SparkSession as ConnectSession
 
+from ecom_assets.resources.private_files import create_private, read_private
 from ecom_assets.settings import SparkSettings
 
 SESSION_NAMESPACE = uuid.UUID("5d0c7a52-8f3e-4c1b-9a55-3e2f6b1d9c40")
+TOKEN_FILE = "spark-connect.token"  # noqa: S105 - a file name
+TOKEN_ENV = "SPARK_CONNECT_AUTHENTICATE_TOKEN"  # noqa: S105 - a variable name
+"""pyspark's variable: the server takes its token from it (stack/spark_connect_server.py keeps it
+off the command line), and a client without a token of its own presents it."""
+
+
+def token_file(state_dir: Path) -> Path:
+    """The local server's token: ``<ECOM_STATE_DIR>/spark-connect.token``."""
+    return state_dir / TOKEN_FILE
+
+
+def installation_token(path: Path) -> str:
+    """The token in ``path``; a new one (created 0600) when the installation has none yet."""
+    create_private(path, secrets.token_urlsafe(32) + "\n")
+    return read_private(path).strip()
+
+
+def client_token(spark: SparkSettings, state_dir: Path) -> str | None:
+    """The token a client of ``spark``'s server presents: the local server's, or a remote's
+    ECOM_SPARK_TOKEN (None: unset, then pyspark falls back on SPARK_CONNECT_AUTHENTICATE_TOKEN)."""
+    if spark.mode != "connect":
+        return None
+    if spark.remote is not None:
+        return spark.token.get_secret_value() if spark.token is not None else None
+    return installation_token(token_file(state_dir))
+
+
+def session_builder(url: str, token: str | None) -> ConnectSession.Builder:
+    """A builder of Connect sessions at ``url`` whose channel presents ``token``."""
+    channel = DefaultChannelBuilder(url)
+    if token is not None:
+        channel.set(ChannelBuilder.PARAM_TOKEN, token)
+    return ConnectSession.builder.channelBuilder(channel)
 
 
 def shared_session_url(connect_url: str, now: datetime) -> str:
@@ -42,4 +89,4 @@ def live_session(spark: SparkSession, settings: SparkSettings) -> SparkSession:
     if client is None or not client.is_closed or settings.mode != "connect":
         return spark
     url = shared_session_url(settings.connect_url, datetime.now(UTC))
-    return SparkSession.builder.remote(url).create()
+    return session_builder(url, client.token).create()  # the token the closed client presented

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ecom_assets.safe_open import NotRegularFileError, open_regular
 from ecom_assets.schema.csv_records import header_fields
 from ecom_assets.schema.file_checks import ContentScan, chunks, name_problem, size_problem
 from ecom_assets.schema.versions import VERSIONS, SchemaVersion
@@ -115,12 +116,17 @@ def scan_file(path: str | Path, max_file_mb: int | None = None) -> ScannedFile:
     (file_checks) make it not ingestible, whatever its header says. A run did three reads per
     file (hash, header, checks), which for files of 100 events cost more than the events.
     Memory stays bounded (SCAN_CHUNK) whatever the size: a file above the limit is still
-    hashed, for the ledger, but its content is not checked."""
+    hashed, for the ledger, but its content is not checked. A name that is no longer a regular
+    file (swapped for a link or a FIFO since the listing) is not read at all (safe_open)."""
     digest = hashlib.sha256()
     scan = ContentScan()
     first_chunk: bytes | None = None
     problem = name_problem(Path(path).name)
-    with open(path, "rb") as file:
+    try:
+        file = open_regular(path)
+    except NotRegularFileError as error:
+        return ScannedFile(digest.hexdigest(), _not_read(f"{error}; it was not read"))
+    with file:
         problem = problem or size_problem(os.fstat(file.fileno()).st_size, max_file_mb)
         for chunk in chunks(file):
             first_chunk = chunk if first_chunk is None else first_chunk
@@ -130,6 +136,11 @@ def scan_file(path: str | Path, max_file_mb: int | None = None) -> ScannedFile:
     match = _detect_line(header_line(first_chunk or b""))
     header = match if problem is None else replace(match, version=None, reason=problem)
     return ScannedFile(digest.hexdigest(), header)
+
+
+def _not_read(reason: str) -> HeaderMatch:
+    """The verdict on a file that was not read: nothing of its content, only why."""
+    return HeaderMatch((), None, None, (), (), (), reason)
 
 
 def detect_file(path: str | Path) -> HeaderMatch:

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from ecom_assets.stack.file_modes import STACK_UMASK
+
 
 def start_group(
     argv: Sequence[str],
@@ -23,9 +25,10 @@ def start_group(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start argv as the leader of a new session, stdout and stderr appended to log_file."""
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "ab") as log:
+    """Start argv as the leader of a new session, stdout and stderr appended to log_file; it
+    and everything it starts create private files (STACK_UMASK), whoever called."""
+    log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as log:
         return subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
@@ -34,6 +37,7 @@ def start_group(
             env=dict(env) if env is not None else None,
             cwd=cwd,
             start_new_session=True,
+            umask=STACK_UMASK,
         )
 
 
@@ -98,15 +102,59 @@ def carries_stack_id(pid: int, stack_id: str) -> bool:
     return f"{STACK_ID_ENV}={stack_id}".encode() in environ
 
 
+COMMAND_TAIL = 3
+"""Arguments at the end of a command line that identify a recorded process (``command_tail``)."""
+
+
+def command_tail(argv: Sequence[str]) -> list[str]:
+    """The last arguments a process was started with (never its program), recorded with its pid
+    and start time: a process that reused the pid has other arguments. The program is left out
+    because a start script may exec another that keeps its arguments (Spark's
+    start-connect-server.sh becomes spark-daemon.sh, same arguments last)."""
+    return [os.fsdecode(arg) for arg in list(argv)[1:]][-COMMAND_TAIL:]
+
+
+def command_line(pid: int) -> list[str] | None:
+    """/proc/<pid>/cmdline as arguments; None when unreadable (gone, or hidden from us)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [os.fsdecode(arg) for arg in raw.split(b"\0")[:-1]]
+
+
+def runs_command(pid: int, tail: Sequence[str]) -> bool:
+    """Does pid's command line end with ``tail`` (``command_tail`` of what was started)?"""
+    args = command_line(pid)
+    return bool(args and tail) and command_tail(args) == list(tail)
+
+
+def boot_id() -> str:
+    """This boot's id: pids and start times recorded under another boot name nothing now."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
 def foreign_members(pgid: int, stack_id: str) -> list[int]:
     """Members of group pgid that are not this stack's (pid reuse); empty when all are ours."""
     return [pid for pid in group_members(pgid) if not carries_stack_id(pid, stack_id)]
 
 
-def stop_group(pgid: int, timeout_s: float = 15.0, first: int = signal.SIGINT) -> bool:
-    """Signal a whole group (first, then SIGTERM, then SIGKILL); True when nothing is left."""
+def stop_group(
+    pgid: int,
+    timeout_s: float = 15.0,
+    first: int = signal.SIGINT,
+    ours: Callable[[], bool] | None = None,
+) -> bool:
+    """Signal a whole group (first, then SIGTERM, then SIGKILL); True when nothing is left.
+
+    ``ours`` is asked again before each signal: once it says no, the group id names other
+    processes (ours are all gone, since Linux never reuses the id of a group with members), so
+    nothing more is sent and nothing of ours is left."""
     for sig, share in ((first, 0.6), (signal.SIGTERM, 0.3), (signal.SIGKILL, 0.1)):
-        if not group_members(pgid):
+        if not group_members(pgid) or (ours is not None and not ours()):
             return True
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)

@@ -4,6 +4,11 @@ Measured on our machines: a fresh SparkSession costs about 7 s per run, a Connec
 (docs/decisions.md). pyspark's wheel ships the server jar and ``sbin/start-connect-server.sh``,
 so nothing is downloaded. The server's Python workers need the project's interpreter (Arrow,
 psycopg); only the PYSPARK_PYTHON environment variable reliably gives it to them.
+
+The server runs any Python a client sends as the stack's user, so it takes only clients that
+present its token (resources/spark_session.py). The token reaches the JVM in its environment
+(SPARK_CONNECT_AUTHENTICATE_TOKEN, as pyspark's own local server does): a command line is
+readable by every local user in /proc, an environment only by the process's own user.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ecom_assets.resources.spark_session import TOKEN_ENV, installation_token
 from ecom_assets.stack.processes import port_open, start_group, tail, wait_until
 
 
@@ -54,17 +60,33 @@ throughput on 2 cores, where collections took 2.8 s of a 117 s ingest (docs/deci
 
 @dataclass(frozen=True)
 class LocalSparkConnect:
-    """A Spark Connect server bound to 127.0.0.1:port, its logs and scratch under ``root``."""
+    """A Spark Connect server bound to 127.0.0.1:port, its logs and scratch under ``root``,
+    serving the clients that present the token of ``token_file``.
+
+    Without a ``token_file`` (the test suite, scripts) the token is the starting process's
+    SPARK_CONNECT_AUTHENTICATE_TOKEN, which its own clients present too, or else a new one in
+    ``root``.
+    """
 
     root: Path
     port: int
     master: str = "local[2]"
     driver_memory: str = "1g"
     shuffle_partitions: int = 4
+    token_file: Path | None = None
 
     @property
     def url(self) -> str:
-        return f"sc://127.0.0.1:{self.port}"
+        """``localhost``, which pyspark's client needs to present a token without TLS; the
+        server listens on 127.0.0.1 only, and the client tries each address of the name."""
+        return f"sc://localhost:{self.port}"
+
+    @property
+    def token(self) -> str:
+        """What clients must present (``session_builder(url, token)``); never print it."""
+        if self.token_file is None and os.environ.get(TOKEN_ENV):
+            return os.environ[TOKEN_ENV]
+        return installation_token(self.token_file or self.root / "connect.token")
 
     @property
     def log_file(self) -> Path:
@@ -81,6 +103,10 @@ class LocalSparkConnect:
             "spark.sql.warehouse.dir": str(self.root / "warehouse"),
             "spark.local.dir": str(self.root / "tmp"),
             "spark.ui.showConsoleProgress": "false",
+            # its UI (4040, on SPARK_LOCAL_IP) has no login: any local user may read it, but
+            # not kill the runs' jobs; and what Spark writes through Hadoop stays private
+            "spark.ui.killEnabled": "false",
+            "spark.hadoop.fs.permissions.umask-mode": "077",
             "spark.driver.extraJavaOptions": JVM_OPTIONS,
         }
         argv = [
@@ -105,6 +131,7 @@ class LocalSparkConnect:
             SPARK_LOG_DIR=str(self.root / "logs"),
             SPARK_PID_DIR=str(self.root),
         )
+        env[TOKEN_ENV] = self.token
         return env
 
     def start(self) -> subprocess.Popen[bytes]:

@@ -23,7 +23,7 @@ from pyspark.sql import SparkSession
 
 from ecom_assets.resources.event_reader import ReadableFile, file_names, readable_in
 from ecom_assets.resources.event_sink import routing_counter, run_tasks
-from ecom_assets.resources.spark import shared_session_url
+from ecom_assets.resources.spark_session import client_token, session_builder, shared_session_url
 from ecom_assets.schema.contract_file import load_contract
 from ecom_assets.settings import Settings, load_settings
 from ecom_assets.transforms.file_rows import FileRows
@@ -61,7 +61,8 @@ def main() -> int:
     """Warm up the server of the current settings; prints the rows the plan went through."""
     settings = load_settings()
     url = shared_session_url(settings.spark.connect_url, datetime.now(tz=UTC))
-    spark = SparkSession.builder.remote(url).getOrCreate()
+    token = client_token(settings.spark, settings.paths.state)
+    spark = session_builder(url, token).getOrCreate()
     try:
         print(warm_up(spark, settings))
     finally:

@@ -29,19 +29,22 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 
 from ecom_assets.monitoring.logs import file_logger
+from ecom_assets.redaction import redact, redacted
 from ecom_assets.resources.catalogue import load_catalogue
 from ecom_assets.resources.migrations import apply_migrations, discover_migrations
+from ecom_assets.resources.spark_session import token_file
 from ecom_assets.schema.contract_file import ContractError, load_contract
 from ecom_assets.settings import Settings
 from ecom_assets.stack import run_pool
 from ecom_assets.stack.dagster_home import STORAGE_URL_ENV, write_dagster_home
+from ecom_assets.stack.file_modes import stack_directories, tighten
 from ecom_assets.stack.healing import (
     RestartPolicy,
     StackLock,
@@ -61,10 +64,14 @@ from ecom_assets.stack.local import (
 )
 from ecom_assets.stack.processes import (
     STACK_ID_ENV,
+    boot_id,
     carries_stack_id,
+    command_line,
+    command_tail,
     group_members,
     pid_alive,
     port_open,
+    runs_command,
     start_group,
     start_ticks,
     stop_group,
@@ -102,6 +109,13 @@ class StackState:
     retired: list[int] = field(default_factory=list)
     """Run worker groups whose leader died and was restarted: the runs the dead run pool forked
     go on there, and are stopped with the stack."""
+    boot_id: str = ""
+    """The boot the pids and start times belong to: after a reboot none of them is ours."""
+    supervisor_command: list[str] = field(default_factory=list)
+    """The end of the supervisor's command line (processes.command_tail)."""
+    leaders: dict[str, dict] = field(default_factory=dict)
+    """Per part, its group leader as started: start time ("ticks") and the end of its command
+    line ("command"). `down` compares both with /proc before it signals the group (_not_ours)."""
 
 
 def state_file(settings: Settings) -> Path:
@@ -118,9 +132,15 @@ def exit_file(settings: Settings) -> Path:
 
 
 def read_state(settings: Settings) -> StackState | None:
+    """The recorded state; None when there is none or it cannot be read. Keys this version does
+    not know are ignored and missing ones take their defaults, so a state written by another
+    version is still read (and its processes checked as well as it allows). A reader never
+    sees a half-written file: writes are renames (``_write_state``)."""
     try:
-        return StackState(**json.loads(state_file(settings).read_text()))
-    except (OSError, ValueError, TypeError):
+        content = json.loads(state_file(settings).read_text())
+        known = {item.name for item in fields(StackState)}
+        return StackState(**{key: value for key, value in content.items() if key in known})
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
 
 
@@ -132,6 +152,9 @@ def _write_json(path: Path, content: dict) -> None:
 
 
 def _write_state(settings: Settings, state: StackState) -> None:
+    """Only the holder of stack.lock writes stack.json (the supervisor, for its whole life) and
+    only a holder removes it (the supervisor, or `down` once none runs): two `ecom up`, or an
+    `up` and a `down`, never write or remove it at once."""
     _write_json(state_file(settings), asdict(state))
 
 
@@ -167,6 +190,24 @@ def child_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
+def dagster_dev_command(settings: Settings) -> list[str]:
+    return [
+        sys.executable, "-m", "dagster", "dev",
+        "-w", str(PROJECT_ROOT / "workspace.yaml"),
+        "-h", settings.dagster.host,
+        "-p", str(settings.dagster.port),
+    ]  # fmt: skip
+
+
+def dagster_environment(settings: Settings) -> dict[str, str]:
+    """`dagster dev`'s environment. It has no read-only flag of its own, but the webserver it
+    starts reads every option from a DAGSTER_WEBSERVER_ variable; the value is always set, so
+    one left in the caller's shell cannot turn the setting around."""
+    env = child_environment(settings)
+    env["DAGSTER_WEBSERVER_READ_ONLY"] = "true" if settings.dagster.read_only else "false"
+    return env
+
+
 def part_log(settings: Settings, part: str) -> Path:
     """The log file a part writes, whose tail says why it died."""
     if part == "postgresql":
@@ -191,11 +232,13 @@ class Supervisor:
 
     def __init__(self, settings: Settings, say: Callable[[str], None] = print) -> None:
         self.settings = settings
-        self.say = say
+        self.say = redacted(say)
         self.state = StackState(
             supervisor_pid=os.getpid(),
             stack_id=uuid.uuid4().hex,
             supervisor_ticks=start_ticks(os.getpid()),
+            boot_id=boot_id(),
+            supervisor_command=command_tail(command_line(os.getpid()) or []),
         )
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.stopping = False
@@ -226,6 +269,8 @@ class Supervisor:
     def _record(self, part: str, process: subprocess.Popen[bytes]) -> None:
         self.processes[part] = process
         self.state.groups[part] = process.pid
+        leader = {"ticks": start_ticks(process.pid), "command": command_tail(process.args)}
+        self.state.leaders[part] = leader
         _write_state(self.settings, self.state)
 
     # ---------------------------------------------------------------------------- the parts
@@ -237,6 +282,7 @@ class Supervisor:
                 conn.execute("SELECT 1")
             return "external server (ECOM_DATABASE_URL)"
         server = embedded_postgres(settings)
+        server.admit_through(settings.paths.state)  # under root: its user reaches its data
         server.start()
         self.state.embedded_postgres = True
         _write_state(settings, self.state)
@@ -272,7 +318,9 @@ class Supervisor:
             return f"classic sessions per run on {spark.master}"
         if not spark.managed:
             return f"remote {spark.connect_url}"
-        server = local_spark_connect(self.settings)
+        # the installation's token, which the runs and the warm-up present too
+        token = token_file(self.settings.paths.state)
+        server = replace(local_spark_connect(self.settings), token_file=token)
         process = server.start()
         self._record("spark", process)
         server.wait_ready(process, spark.startup_timeout_s)
@@ -315,13 +363,8 @@ class Supervisor:
         settings = self.settings
         home = write_dagster_home(settings)
         log = part_log(settings, "dagster")
-        argv = [
-            sys.executable, "-m", "dagster", "dev",
-            "-w", str(PROJECT_ROOT / "workspace.yaml"),
-            "-h", settings.dagster.host,
-            "-p", str(settings.dagster.port),
-        ]  # fmt: skip
-        process = start_group(argv, log, env=child_environment(settings), cwd=PROJECT_ROOT)
+        argv = dagster_dev_command(settings)
+        process = start_group(argv, log, env=dagster_environment(settings), cwd=PROJECT_ROOT)
         self._record("dagster", process)
         url = dagster_url(settings)
 
@@ -332,7 +375,8 @@ class Supervisor:
 
         if not wait_until(ready, 180, interval_s=0.5):
             raise StackError(f"Dagster UI not answering at {url} after 180 s:\n{tail(log)}")
-        return f"UI at {url}, DAGSTER_HOME {home}, log {log}"
+        mode = " (read-only)" if settings.dagster.read_only else ""
+        return f"UI at {url}{mode}, DAGSTER_HOME {home}, log {log}"
 
     def start_generator(self) -> str:
         settings = self.settings
@@ -378,13 +422,17 @@ class Supervisor:
     def up(self) -> int:
         """Start everything, then supervise until a signal or a crash loop; an exit code."""
         settings = self.settings
-        previous = read_state(settings)
-        if previous and not previous.stack_id and pid_alive(previous.supervisor_pid):
-            raise StackError(f"already running (supervisor pid {previous.supervisor_pid})")
         if not self.lock.acquire():
+            previous = read_state(settings)
             pid = f" (supervisor pid {previous.supervisor_pid})" if previous else ""
-            raise StackError(f"already running{pid}: another `ecom up` holds {self.lock.path}")
-        try:
+            raise StackError(
+                f"already running{pid}: another `ecom up` (or an `ecom down` stopping the "
+                f"last one) holds {self.lock.path}"
+            )
+        try:  # read under the lock: no other `up` or `down` changes stack.json meanwhile
+            previous = read_state(settings)
+            if previous and not previous.stack_id and pid_alive(previous.supervisor_pid):
+                raise StackError(f"already running (supervisor pid {previous.supervisor_pid})")
             return self._up(previous)
         finally:
             self.lock.release()
@@ -398,8 +446,12 @@ class Supervisor:
         for directory in (settings.input_dir, settings.processed_dir, settings.quarantine_dir,
                           settings.log_dir):  # fmt: skip
             directory.mkdir(parents=True, exist_ok=True)
+        tightened = tighten(stack_directories(settings), settings.paths.root)
         self.logger = file_logger("ecom.stack", settings.log_dir, STACK_LOG_PREFIX)
         self.tell(f"[up] {'contract':<15} {contract.source}")
+        if tightened:
+            self.tell(f"[up] {'private files':<15} group and other access removed from "
+                      f"{', '.join(map(str, tightened))}")  # fmt: skip
         if previous is not None:
             self.clean_up_after(previous)
         os.environ[STACK_ID_ENV] = self.state.stack_id  # inherited by every part
@@ -592,7 +644,11 @@ class Supervisor:
         with contextlib.suppress(OSError):
             _write_json(
                 exit_file(self.settings),
-                {"at": time.time(), "reason": self._exit_reason, "restarts": self.state.restarts},
+                {
+                    "at": time.time(),
+                    "reason": redact(self._exit_reason),
+                    "restarts": self.state.restarts,
+                },
             )
 
 
@@ -602,31 +658,70 @@ def _iso(epoch_s: float | None) -> str | None:
     return datetime.fromtimestamp(epoch_s, tz=UTC).isoformat(timespec="seconds")
 
 
-def _ours(pgid: int, stack_id: str) -> bool:
-    """Is process group pgid this stack's? While one member carries the stack's id, the group
-    cannot have been recycled (Linux keeps a group's id while it has members); a group of
-    other processes only is someone else's, whatever stack.json says. A state without an id
-    (written before ids existed) is trusted."""
+def _not_ours(part: str, pgid: int, state: StackState) -> str | None:
+    """Why process group pgid is not (or no longer) this stack's ``part``; None when it is, or
+    when nothing is left in it to signal.
+
+    After a crash or a reboot a recorded pid may belong to anything. So: recorded under another
+    boot, nothing is ours; a live leader (pid == pgid) must have the recorded start time and
+    the recorded end of its command line; and one member at least must carry the stack's
+    ECOM_STACK_ID (while it has members, Linux never gives the group's id to another group, so
+    a leaderless group of ours stays recognisable). A group recorded by an older version with
+    neither an id nor a leader's identity cannot be told from a reused pid: it is not ours."""
+    if state.boot_id and state.boot_id != boot_id():
+        return "recorded before the machine restarted"
     members = group_members(pgid)
-    return not stack_id or not members or any(carries_stack_id(p, stack_id) for p in members)
+    if not members:
+        return None
+    leader = state.leaders.get(part)
+    if leader is not None and pgid in members:
+        if start_ticks(pgid) != leader.get("ticks"):
+            return f"its leader started at another time than the {part} recorded"
+        if not runs_command(pgid, leader.get("command") or []):
+            return f"its leader runs another command than the {part} recorded"
+    if state.stack_id:
+        if any(carries_stack_id(pid, state.stack_id) for pid in members):
+            return None
+        return f"none of its processes carries this stack's {STACK_ID_ENV}"
+    return None if leader is not None else "stack.json records no identity for it"
+
+
+def _supervisor_not_ours(state: StackState) -> str | None:
+    """Why the recorded supervisor pid is not that supervisor now; None when it is."""
+    pid = state.supervisor_pid
+    if state.boot_id and state.boot_id != boot_id():
+        return "recorded before the machine restarted"
+    if state.supervisor_ticks is None:
+        return "stack.json records no start time for it"
+    if start_ticks(pid) != state.supervisor_ticks:
+        return "it started at another time than the supervisor recorded"
+    if state.supervisor_command and not runs_command(pid, state.supervisor_command):
+        return "it runs another command than the supervisor recorded"
+    return None
 
 
 def stop_recorded(settings: Settings, state: StackState, say: Callable[[str], None]) -> bool:
     """Stop every recorded group and the embedded server; True when nothing is left. Runs are
     told before their workers are signalled, so a stop never reads as a failure (runs.py).
-    A group whose processes are not this stack's (pid reuse after a crash) is left alone."""
+    A group whose processes are not this stack's (pid reuse after a crash or a reboot) is never
+    signalled (``_not_ours``, asked again before each signal), and said so."""
     clean = True
     runs = StackRuns(settings, say)
     groups = [(f"{part}", pgid) for part, pgid in state.groups.items()]
     groups = [("run pool (old)", pgid) for pgid in state.retired] + groups
     for part, pgid in reversed(groups):
-        if not _ours(pgid, state.stack_id):
-            say(f"[down] {part:<11} not ours: group {pgid} is other processes now; left alone")
+        why = _not_ours(part, pgid, state)
+        if why is not None:
+            say(f"[down] {part:<11} not ours: group {pgid}, {why}; left alone")
             continue
         if part.split(" (")[0] in RUN_WORKER_PARTS and group_members(pgid):
             runs.mark_stopping()
         began = time.monotonic()
-        stopped = stop_group(pgid, timeout_s=20)
+
+        def ours(part: str = part, pgid: int = pgid) -> bool:
+            return _not_ours(part, pgid, state) is None
+
+        stopped = stop_group(pgid, timeout_s=20, ours=ours)
         clean &= stopped
         verdict = "stopped" if stopped else "STILL RUNNING"
         say(f"[down] {part:<11} {verdict} in {time.monotonic() - began:4.1f} s")
@@ -643,8 +738,23 @@ def stop_recorded(settings: Settings, state: StackState, say: Callable[[str], No
     return clean
 
 
+def _left_running(state: StackState) -> list[str]:
+    """The recorded parts of which processes of ours are still running."""
+    return [
+        part
+        for part, pgid in state.groups.items()
+        if group_members(pgid) and _not_ours(part, pgid, state) is None
+    ]
+
+
 def down(settings: Settings, say: Callable[[str], None] = print, timeout_s: float = 60) -> bool:
-    """Stop a running stack from another process; True when nothing is left running."""
+    """Stop a running stack from another process; True when nothing is left running.
+
+    The supervisor is signalled only when its pid still has the recorded start time and
+    command line. Once no supervisor runs, `down` holds stack.lock itself while it stops what
+    is left and removes stack.json: an `ecom up` starting meanwhile is refused, rather than
+    finding the old parts half-stopped or having its fresh stack.json removed under it."""
+    say = redacted(say)
     state = read_state(settings)
     if state is None:
         say("[down] nothing recorded as running")
@@ -654,18 +764,34 @@ def down(settings: Settings, say: Callable[[str], None] = print, timeout_s: floa
             say("[down] postgresql  stopped (left over)")
         return True
     pid = state.supervisor_pid
-    same = state.supervisor_ticks is None or start_ticks(pid) == state.supervisor_ticks
-    if supervisor_running(settings, state) and same and pid != os.getpid():
-        os.kill(pid, signal.SIGTERM)
-        if wait_until(lambda: not supervisor_running(settings, state), timeout_s):
-            leftovers = [part for part, pgid in state.groups.items() if group_members(pgid)]
-            if not leftovers:
+    signalled = False
+    if supervisor_running(settings, state) and pid != os.getpid():
+        why = _supervisor_not_ours(state)
+        if why is None:
+            os.kill(pid, signal.SIGTERM)
+            signalled = True
+        else:
+            say(f"[down] supervisor  not ours: pid {pid}, {why}; left alone")
+    lock = StackLock(lock_file(settings))
+    # the supervisor lets the lock go when it has stopped; until then there is nothing to take
+    locked = wait_until(lock.acquire, timeout_s if signalled else 0)
+    try:
+        if locked:  # no supervisor runs and none can start: stack.json is the last one's
+            current = read_state(settings)
+            if current is not None and current.stack_id != state.stack_id:
+                state = current  # another stack came and went since the first read
+            if signalled and current is None and not _left_running(state):
                 say("[down] supervisor stopped every part")
                 return True
-    clean = stop_recorded(settings, state, say)
-    with contextlib.suppress(OSError):
-        state_file(settings).unlink()
-    return clean
+        clean = stop_recorded(settings, state, say)
+        current = read_state(settings)
+        if current is not None and (locked or current.stack_id == state.stack_id):
+            with contextlib.suppress(OSError):  # never the stack.json of an `up` started since
+                state_file(settings).unlink()
+        return clean
+    finally:
+        if locked:
+            lock.release()
 
 
 @dataclass(frozen=True)
