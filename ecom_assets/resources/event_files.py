@@ -333,6 +333,14 @@ def _copy_across(source: Path, target: Path, exclusive: bool) -> None:
     # stack's file, private whatever mode its producer gave it (docs/security.md)
     os.utime(temporary, ns=(copied.st_atime_ns, copied.st_mtime_ns))
     os.chmod(temporary, stat.S_IMODE(copied.st_mode) & 0o700)
+    _put(temporary, target, exclusive)
+    _fsync_directory(target.parent)
+    os.unlink(source)
+
+
+def _put(temporary: Path, target: Path, exclusive: bool) -> None:
+    """Rename ``temporary`` to ``target``, never over an existing file when ``exclusive``; the
+    temporary name is gone either way."""
     try:
         if exclusive:
             if not _place_new(temporary, target):
@@ -341,8 +349,6 @@ def _copy_across(source: Path, target: Path, exclusive: bool) -> None:
             os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
-    _fsync_directory(target.parent)
-    os.unlink(source)
 
 
 def _is_link_or_fifo(path: Path) -> bool:
@@ -362,14 +368,7 @@ def _recreate_across(source: Path, target: Path, exclusive: bool) -> None:
         os.symlink(os.readlink(source), temporary)
     else:
         os.mkfifo(temporary, 0o600)
-    try:
-        if exclusive:
-            if not _place_new(temporary, target):
-                raise FileExistsError(errno.EEXIST, "file exists", str(target))
-        else:
-            os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
+    _put(temporary, target, exclusive)
     os.unlink(source)
 
 

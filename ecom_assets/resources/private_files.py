@@ -21,8 +21,9 @@ class PrivateFileError(RuntimeError):
     which file and what to do (never its content)."""
 
 
-def write_private(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``, atomically, mode 0600 from the first byte."""
+def _written_beside(path: Path, text: str) -> str:
+    """A temporary file beside ``path``, 0600 from its creation (``mkstemp``), holding ``text``
+    on disk; the caller renames or links it into place and removes it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -30,6 +31,17 @@ def write_private(path: Path, text: str) -> None:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return temporary
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text``, atomically, mode 0600 from the first byte."""
+    temporary = _written_beside(path, text)
+    try:
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -40,21 +52,15 @@ def write_private(path: Path, text: str) -> None:
 def create_private(path: Path, text: str) -> bool:
     """Write ``text`` to ``path`` 0600 unless the file exists; False when it did (then it is
     left as it is). Two processes creating it at once: one wins, the other reads its text."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    temporary = _written_beside(path, text)
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        try:
-            os.link(temporary, path)  # fails if path exists: never replaces another's file
-        except FileExistsError:
-            return False
-        return True
+        os.link(temporary, path)  # fails if path exists: never replaces another's file
+    except FileExistsError:
+        return False
     finally:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
+    return True
 
 
 def read_private(path: Path) -> str:
