@@ -12,10 +12,14 @@ runs), which tell where the time of a CPU-bound ingest goes. It also prints how 
 and the run launch took before the first file was claimed, and when each batch began staging
 and ran its last statement before COMMIT (its record's time), counted from the drop.
 
-    .venv/bin/python bench/backlog.py [--events 1000000] [--shapes 10000,100]
+    .venv/bin/python bench/backlog.py [--events 1000000] [--shapes 10000,100] [--repeats 3]
 
-Ends with one line: RESULT <shape>_rows_per_s=... <shape>_ceiling_rows_per_s=...
-<shape>_ratio=... for each shape, peak_rss_mb=... and peak_pss_mb=...
+Each run also prints the CPU seconds per 1M rows of each part group (PostgreSQL, Spark's JVM,
+its Python workers, Dagster and its runs) and of the ceiling (PostgreSQL and the COPY client),
+and their ratio: a wall ratio on a shared 2-core machine swings with the hour, CPU per row does
+not. Ends with one line of the medians over the repeats: RESULT <shape>_rows_per_s=...
+<shape>_ceiling_rows_per_s=... <shape>_ratio=... <shape>_cpu_<group>=... <shape>_cpu=...
+<shape>_ceiling_cpu=... <shape>_cpu_ratio=... for each shape, peak_rss_mb=... peak_pss_mb=...
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ import argparse
 import io
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -37,6 +43,8 @@ from harness import (  # bench/ is the script's dir
     StackUsage,
     WaitSampler,
     add_settings_option,
+    cpu_between,
+    cpu_by_group,
     running_stack,
     stack_settings,
     wait_committed,
@@ -67,23 +75,34 @@ table on the same two cores during some ingests and not others (69 against 84 s 
 backlog). Neither the ingest nor the ceiling includes it."""
 
 
-def ceiling(url: str) -> tuple[int, float]:
-    """Rows and seconds of COPY -> staging -> ON CONFLICT of the committed events: the best of
-    CEILING_REPEATS, each after a CHECKPOINT into a new empty table. One measurement right after
-    the ingest varied from 33,000 to 52,000 rows/s (the checkpoint and autovacuum that the
-    ingest's writes set off); the best is the ceiling."""
-    with psycopg.connect(url) as conn:
+@dataclass(frozen=True)
+class Ceiling:
+    """The best sink run: rows, seconds, and the CPU seconds it cost by part group
+    (harness.CPU_GROUPS, PostgreSQL's processes being nearly all of it) plus the client's
+    COPY ("bench client": this thread, which only sends bytes)."""
+
+    rows: int
+    seconds: float
+    cpu: dict[str, float]
+
+
+def ceiling(stack: Stack) -> Ceiling:
+    """COPY -> staging -> ON CONFLICT of the committed events: the best of CEILING_REPEATS, each
+    after a CHECKPOINT into a new empty table. One measurement right after the ingest varied
+    from 33,000 to 52,000 rows/s (the checkpoint and autovacuum that the ingest's writes set
+    off); the best is the ceiling."""
+    with psycopg.connect(stack.url) as conn:
         buffer = io.BytesIO()
         with conn.cursor().copy("COPY ecommerce_events TO STDOUT (FORMAT csv)") as copy:
             for chunk in copy:
                 buffer.write(chunk)
         conn.commit()
-        timings = [_sink_once(conn, buffer.getvalue()) for _ in range(CEILING_REPEATS)]
-    print(f"  sink ceiling runs: {', '.join(f'{s:.1f} s' for _, s in timings)}", flush=True)
-    return min(timings, key=lambda timing: timing[1])
+        runs = [_sink_once(stack, conn, buffer.getvalue()) for _ in range(CEILING_REPEATS)]
+    print(f"  sink ceiling runs: {', '.join(f'{run.seconds:.1f} s' for run in runs)}", flush=True)
+    return min(runs, key=lambda run: run.seconds)
 
 
-def _sink_once(conn: psycopg.Connection, rows_csv: bytes) -> tuple[int, float]:
+def _sink_once(stack: Stack, conn: psycopg.Connection, rows_csv: bytes) -> Ceiling:
     conn.execute("DROP TABLE IF EXISTS ceiling_events, ceiling_stage")
     conn.execute("CREATE TABLE ceiling_events (LIKE ecommerce_events INCLUDING ALL)")
     conn.execute("CREATE UNLOGGED TABLE ceiling_stage (LIKE ecommerce_events INCLUDING DEFAULTS)")
@@ -91,6 +110,7 @@ def _sink_once(conn: psycopg.Connection, rows_csv: bytes) -> tuple[int, float]:
     conn.autocommit = True
     conn.execute("CHECKPOINT")
     conn.autocommit = False
+    before, client = stack.usage_by_process(), time.thread_time()
     started = time.monotonic()
     with conn.cursor().copy("COPY ceiling_stage FROM STDIN (FORMAT csv)") as copy:
         copy.write(rows_csv)
@@ -98,7 +118,12 @@ def _sink_once(conn: psycopg.Connection, rows_csv: bytes) -> tuple[int, float]:
         "INSERT INTO ceiling_events SELECT * FROM ceiling_stage ON CONFLICT (event_id) DO NOTHING"
     ).rowcount
     conn.commit()
-    return rows, time.monotonic() - started
+    seconds = time.monotonic() - started
+    used = cpu_between(before, stack.usage_by_process())
+    # only PostgreSQL works for the ceiling: the rest of the stack idles meanwhile
+    client_s = time.thread_time() - client
+    cpu = {"postgresql": cpu_by_group(used)["postgresql"], "bench client": client_s}
+    return Ceiling(rows, seconds, cpu)
 
 
 LAUNCH_EVENTS = {
@@ -172,8 +197,9 @@ def run_shape(
             ).fetchall()
         launch = launch_timeline(stack.url, dropped)
         launched = launch_path(stack.url, dropped)
-        ceiling_rows, ceiling_s = ceiling(stack.url)
-    rate, ceiling_rate = rows / seconds, ceiling_rows / ceiling_s
+        sink = ceiling(stack)
+    rate, ceiling_rate = rows / seconds, sink.rows / sink.seconds
+    ceiling_rows, ceiling_s = sink.rows, sink.seconds
     launch_s = (first_claim - dropped).total_seconds()
     print(
         f"{files} x {events_per_file}: {rows:,} rows in {seconds:.1f} s by {runs} run(s) = "
@@ -201,6 +227,17 @@ def run_shape(
     )
     for part, cpu_s in sorted(cpu.items(), key=lambda item: item[1], reverse=True):
         print(f"    {cpu_s:6.1f} s  {cpu_s / rows * 1e6:5.1f} us/row  {part}", flush=True)
+    per_million = {group: cpu_s / rows * 1e6 for group, cpu_s in cpu_by_group(cpu).items()}
+    sink_per_million = {group: cpu_s / sink.rows * 1e6 for group, cpu_s in sink.cpu.items()}
+    ingest_cpu, sink_cpu = sum(per_million.values()), sum(sink_per_million.values())
+    print(
+        "  CPU s per 1M rows: ingest "
+        + ", ".join(f"{group} {cpu_s:.1f}" for group, cpu_s in per_million.items())
+        + f" = {ingest_cpu:.1f}; ceiling "
+        + ", ".join(f"{group} {cpu_s:.1f}" for group, cpu_s in sink_per_million.items())
+        + f" = {sink_cpu:.1f}; ingest / ceiling {ingest_cpu / sink_cpu:.2f}",
+        flush=True,
+    )
     if isinstance(sampler, WaitSampler):
         print("  active backends of ecom, share of samples by wait and statement:", flush=True)
         for line in sampler.top():
@@ -209,9 +246,23 @@ def run_shape(
         "rows_per_s": rate,
         "ceiling_rows_per_s": ceiling_rate,
         "ratio": rate / ceiling_rate,
+        **{f"cpu_{_key(group)}": cpu_s for group, cpu_s in per_million.items()},
+        "cpu": ingest_cpu,
+        "ceiling_cpu": sink_cpu,
+        "cpu_ratio": ingest_cpu / sink_cpu,
         "peak_rss_mb": usage.peak / 2**20,
         "peak_pss_mb": usage.peak_pss / 2**20,
     }
+
+
+def _key(group: str) -> str:
+    return group.replace(" ", "_")
+
+
+def medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over the runs of one shape: CPU per row is steady from run to
+    run, wall ratios swing with the hour (#23), and a median drops one odd run."""
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
 def main() -> int:
@@ -221,15 +272,23 @@ def main() -> int:
     parser.add_argument(
         "--waits", action="store_true", help="sample the backends' wait events (10 per s)"
     )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs of each shape; RESULT gives their medians"
+    )
     add_settings_option(parser)
     args = parser.parse_args()
     settings = stack_settings(args)
-    results = {
-        int(size): run_shape(args.events, int(size), args.waits, settings)
-        for size in args.shapes.split(",")
-    }
+    results = {}
+    for size in map(int, args.shapes.split(",")):
+        runs = [run_shape(args.events, size, args.waits, settings) for _ in range(args.repeats)]
+        results[size] = medians(runs)
+        print(
+            f"{args.events // size} x {size}, median of {len(runs)}: "
+            + ", ".join(f"{key} {value:,.2f}" for key, value in results[size].items()),
+            flush=True,
+        )
     figures = " ".join(
-        f"f{size}_{key}={value:.0f}" if key != "ratio" else f"f{size}_{key}={value:.2f}"
+        f"f{size}_{key}={value:.0f}" if key.endswith("_per_s") else f"f{size}_{key}={value:.2f}"
         for size, result in results.items()
         for key, value in result.items()
         if not key.startswith("peak_")

@@ -208,7 +208,8 @@ class StackUsage(Sampler):
 
     def _sample(self) -> None:
         first = True
-        while not self._stop.is_set():
+        while True:  # a last sample once stopped: the CPU of the final interval counts too
+            stopping = self._stop.is_set()
             usages = self.stack.usage_by_process()
             sizes = {name: usage.rss for name, usage in usages.items()}
             if sum(sizes.values()) > self.peak:
@@ -219,6 +220,8 @@ class StackUsage(Sampler):
                 self.cpu_first.setdefault(name, usage.cpu_s if first else 0.0)
                 self.cpu_last[name] = usage
             first = False
+            if stopping:
+                return
             self._stop.wait(self.interval_s)
 
     def breakdown(self, top: int = 8) -> str:
@@ -232,6 +235,40 @@ class StackUsage(Sampler):
         for name, last in self.cpu_last.items():
             parts[last.part] = parts.get(last.part, 0.0) + last.cpu_s - self.cpu_first[name]
         return parts
+
+
+CPU_GROUPS = ("postgresql", "spark jvm", "spark python workers", "dagster and runs")
+
+
+def cpu_group(part: str) -> str:
+    """Which of CPU_GROUPS a part ("spark: java", "postgresql: postgres client of ecom", ...)
+    belongs to: where a row's CPU goes, as #23 asks for it."""
+    if part.startswith("postgresql:"):
+        return "postgresql"
+    if part == "spark: java":
+        return "spark jvm"
+    if part.startswith("spark:"):
+        return "spark python workers"
+    return "dagster and runs"
+
+
+def cpu_by_group(cpu_by_part: dict[str, float]) -> dict[str, float]:
+    groups = dict.fromkeys(CPU_GROUPS, 0.0)
+    for part, cpu_s in cpu_by_part.items():
+        groups[cpu_group(part)] += cpu_s
+    return groups
+
+
+def cpu_between(
+    before: dict[str, ProcessUsage], after: dict[str, ProcessUsage]
+) -> dict[str, float]:
+    """CPU seconds per part between two ``Stack.usage_by_process`` snapshots; a process that
+    started in between counts from 0."""
+    parts: dict[str, float] = {}
+    for name, last in after.items():
+        first = before[name].cpu_s if name in before else 0.0
+        parts[last.part] = parts.get(last.part, 0.0) + last.cpu_s - first
+    return parts
 
 
 @dataclass
