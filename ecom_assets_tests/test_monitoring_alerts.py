@@ -26,7 +26,8 @@ from ecom_assets.monitoring.alerts import (
 )
 from ecom_assets.monitoring.batches import BatchRecord, record_batch
 from ecom_assets.monitoring.logs import ingest_logger
-from ecom_assets.monitoring.webhook import post_json, redact_url
+from ecom_assets.monitoring.webhook import post_json
+from ecom_assets.redaction import redact_url
 from ecom_assets.settings import MonitoringSettings, PathSettings, Settings, load_settings
 from ecom_assets.stack.processes import free_port
 from ecom_assets_tests.test_fault_support import RecordingLog

@@ -40,7 +40,7 @@ from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 from ecom_assets.monitoring.logs import LogSink
 from ecom_assets.redaction import redact, redact_url, url_secrets
 
-__all__ = ["flush", "post_json", "queue_post", "redact_url"]  # redact_url: for its old importers
+__all__ = ["flush", "post_json", "queue_post"]
 
 WEBHOOK_DEADLINE_S = 5.0  # one delivery, everything included; also the flush at process exit
 WEBHOOK_QUEUE_SIZE = 100  # posts waiting per process; alerts are rare (one per open problem)

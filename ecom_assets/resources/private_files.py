@@ -15,6 +15,8 @@ import stat
 import tempfile
 from pathlib import Path
 
+from ecom_assets.safe_open import NotRegularFileError, open_regular
+
 
 class PrivateFileError(RuntimeError):
     """A secret file is not a regular file of ours, or others may read it; the message says
@@ -67,19 +69,18 @@ def read_private(path: Path) -> str:
     """The text of the secret file ``path``; PrivateFileError if it is a link, not a regular
     file, or readable by group or others. FileNotFoundError when absent."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        file = open_regular(path)  # no link followed, no FIFO waited on
+    except FileNotFoundError:
+        raise
     except OSError as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise PrivateFileError(f"cannot open the secret file {path}: {exc.strerror}") from None
-    with os.fdopen(descriptor, encoding="utf-8") as file:
-        status = os.fstat(file.fileno())
-        if not stat.S_ISREG(status.st_mode):
-            raise PrivateFileError(f"the secret file {path} is not a regular file")
-        if status.st_mode & 0o077:
+        reason = str(exc) if isinstance(exc, NotRegularFileError) else exc.strerror
+        raise PrivateFileError(f"cannot open the secret file {path}: {reason}") from None
+    with file:
+        mode = os.fstat(file.fileno()).st_mode
+        if mode & 0o077:
             raise PrivateFileError(
                 f"the secret file {path} is readable by others (mode "
-                f"{stat.S_IMODE(status.st_mode):o}): delete it to get a new secret, or run "
+                f"{stat.S_IMODE(mode):o}): delete it to get a new secret, or run "
                 f"`chmod 600 {path}` if nobody else could have read it"
             )
-        return file.read()
+        return file.read().decode("utf-8")
